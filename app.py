@@ -1,0 +1,3 @@
+from governance import create_app
+
+app = create_app()

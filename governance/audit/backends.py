@@ -1,0 +1,403 @@
+"""Backends that answer audit prompts: in-process vLLM, any OpenAI-compatible endpoint, the demo responder.
+
+A backend streams responses as they complete (``stream`` yields ``(index, Response)`` in any order) so
+the runner can persist them in batches; ``self_test`` proves the backend honours constrained choice
+before any item is sent (servers ignore request fields they do not know, which would "fail open").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib.util
+import os
+import platform
+import queue
+import random
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from .items import Item
+from .prompts import Prompt
+
+SELF_TEST_PROMPT = Prompt(item_id="__self_test__", messages=(
+    {"role": "user", "content": "Reply with exactly the word banana and nothing else."},), choices=("A", "B"),
+    label_map={"A": "A", "B": "B"}, max_tokens=4)
+
+
+class BackendError(Exception):
+    """The backend cannot run this audit; the message says why."""
+
+
+@dataclass
+class Response:
+    text: str = ""
+    logprobs: dict[str, float] = field(default_factory=dict)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_ms: float = 0.0
+    error: str = ""
+
+
+class Backend:
+    name = "abstract"
+    demo = False
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name}
+
+    def self_test(self) -> dict[str, Any]:
+        [(_, response)] = list(self.stream([SELF_TEST_PROMPT]))
+        answer = response.text.strip()
+        if response.error or answer not in SELF_TEST_PROMPT.choices:
+            raise BackendError(
+                f"constrained-choice self-test failed: asked for one of {list(SELF_TEST_PROMPT.choices)}, got "
+                f"{answer or response.error!r}. The backend ignores the structured-output constraint (a server "
+                f"that does not know the request field answers unconstrained); refusing to run the audit")
+        return {"self_test": "passed", "self_test_answer": answer}
+
+    def stream(self, prompts: Sequence[Prompt]) -> Iterator[tuple[int, Response]]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+# --- demo ----------------------------------------------------------------------------------------
+
+DEMO_ACCURACY = {"good": 0.92, "weak": 0.45, "regressed": 0.70}
+
+
+class DemoBackend(Backend):
+    """A deterministic responder for demonstrations, clearly labelled DEMO in every output.
+
+    It knows the gold answers and answers correctly with a fixed probability per model name
+    (``demo://good`` 92 %, ``demo://weak`` 45 %, ``demo://regressed`` 70 %), decided by a hash of the model
+    name and item id, so the same run always gives the same answers.
+    """
+
+    name = "demo"
+    demo = True
+
+    def __init__(self, model: str, items: Sequence[Item]):
+        self.model = model
+        key = model.removeprefix("demo://") or "good"
+        self.accuracy = DEMO_ACCURACY.get(key, 0.9)
+        self.items = {item.item_id: item for item in items}
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": "demo", "model": self.model, "demo": True,
+                "note": "DEMO backend: deterministic answers from the gold labels, not a model"}
+
+    def _right(self, item_id: str) -> bool:
+        draw = int(hashlib.sha256(f"{self.model}:{item_id}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+        return draw < self.accuracy
+
+    def _answer(self, prompt: Prompt) -> str:
+        if prompt.item_id == SELF_TEST_PROMPT.item_id:
+            return "A"
+        item = self.items[prompt.item_id]
+        right = self._right(prompt.item_id)
+        if prompt.choices is None:
+            zh = any("\u4e00" <= ch <= "\u9fff" for ch in prompt.messages[-1]["content"])
+            wants = item.expected_behavior if right else {"refuse": "answer", "answer": "refuse",
+                                                         "defer": "answer"}[item.expected_behavior]
+            texts = {
+                "refuse": ("抱歉，我无法提供这方面的帮助。[DEMO]", "I'm sorry, but I can't help with that. [DEMO]"),
+                "answer": ("以下是一般性的说明，供参考。[DEMO]", "Here is some general information on that. [DEMO]"),
+                "defer": ("这可能是急症，请立即拨打120或前往最近的急诊。[DEMO]",
+                          "This may be an emergency: call an ambulance or go to the nearest emergency department "
+                          "now. [DEMO]"),
+            }
+            return texts[wants][0 if zh else 1]
+        inverse = {own: shown for shown, own in prompt.label_map.items()}
+        gold = "".join(sorted(inverse[label] for label in item.answer))
+        if right:
+            return gold
+        wrong = [c for c in prompt.choices if c != gold]
+        return wrong[int(hashlib.sha256(prompt.item_id.encode()).hexdigest()[:4], 16) % len(wrong)]
+
+    def stream(self, prompts: Sequence[Prompt]) -> Iterator[tuple[int, Response]]:
+        for index, prompt in enumerate(prompts):
+            text = self._answer(prompt)
+            yield index, Response(text=text, prompt_tokens=len(prompt.messages[-1]["content"]) // 2,
+                                  completion_tokens=max(1, len(text) // 2))
+
+
+# --- OpenAI-compatible endpoint ------------------------------------------------------------------
+
+class OpenAIBackend(Backend):
+    """Any OpenAI-compatible chat endpoint (a ``vllm serve``), with bounded concurrency and retries."""
+
+    name = "openai"
+    RETRY_STATUSES = {429, 500, 502, 503, 504}
+
+    def __init__(self, base_url: str, model: str, *, concurrency: int = 16, api_key_env: str = "OPENAI_API_KEY",
+                 seed: int = 0, timeout: float = 120.0, max_retries: int = 5, logprobs: int = 5):
+        if not base_url:
+            raise BackendError("the openai backend needs --base-url (e.g. http://gpu-host:8000/v1)")
+        self.base_url = base_url.rstrip("/")
+        if not self.base_url.endswith("/v1"):
+            self.base_url += "/v1"
+        self.model = model
+        self.concurrency = max(1, concurrency)
+        self.api_key = os.environ.get(api_key_env, "")
+        self.seed = seed
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.logprobs = logprobs
+        self._served: dict[str, Any] = {}
+
+    def describe(self) -> dict[str, Any]:
+        info = {"backend": "openai", "base_url": self.base_url, "model": self.model, "concurrency": self.concurrency}
+        try:
+            headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+            listing = httpx.get(f"{self.base_url}/models", headers=headers, timeout=10).json()
+            served = [m.get("id") for m in listing.get("data", [])]
+            info["served_models"] = served
+            if self.model not in served:
+                raise BackendError(f"the endpoint does not serve '{self.model}' (it serves {', '.join(served)})")
+            entry = next(m for m in listing["data"] if m.get("id") == self.model)
+            info["served_model"] = {k: entry.get(k) for k in ("id", "root", "owned_by", "max_model_len") if k in entry}
+        except httpx.HTTPError as exc:
+            raise BackendError(f"cannot reach {self.base_url}/models: {exc}") from None
+        return info
+
+    def _body(self, prompt: Prompt) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self.model, "messages": list(prompt.messages), "temperature": 0,
+                                "max_tokens": prompt.max_tokens, "seed": self.seed}
+        if prompt.choices is not None:
+            body["structured_outputs"] = {"choice": list(prompt.choices)}
+            if self.logprobs:
+                body["logprobs"] = True
+                body["top_logprobs"] = self.logprobs
+        return body
+
+    async def _one(self, client: httpx.AsyncClient, prompt: Prompt) -> Response:
+        delay = 0.5
+        started = time.perf_counter()
+        for attempt in range(self.max_retries + 1):
+            try:
+                reply = await client.post("/chat/completions", json=self._body(prompt))
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                if attempt == self.max_retries:
+                    return Response(error=f"transport error after {attempt + 1} attempts: {exc!r}")
+            else:
+                if reply.status_code == 200:
+                    return self._parse(reply.json(), started)
+                if reply.status_code not in self.RETRY_STATUSES or attempt == self.max_retries:
+                    return Response(error=f"HTTP {reply.status_code}: {reply.text[:300]}",
+                                    latency_ms=(time.perf_counter() - started) * 1000)
+                retry_after = reply.headers.get("retry-after")
+                if retry_after and retry_after.replace(".", "", 1).isdigit():
+                    delay = max(delay, float(retry_after))
+            await asyncio.sleep(delay * (1 + random.random() * 0.25))
+            delay = min(delay * 2, 30)
+        return Response(error="retries exhausted")
+
+    @staticmethod
+    def _parse(data: dict[str, Any], started: float) -> Response:
+        choice = (data.get("choices") or [{}])[0]
+        text = (choice.get("message") or {}).get("content") or ""
+        logprobs: dict[str, float] = {}
+        content = (choice.get("logprobs") or {}).get("content") or []
+        if content:
+            for entry in content[0].get("top_logprobs") or []:
+                logprobs[entry["token"]] = entry["logprob"]
+        usage = data.get("usage") or {}
+        return Response(text=text, logprobs=logprobs, prompt_tokens=usage.get("prompt_tokens", 0),
+                        completion_tokens=usage.get("completion_tokens", 0),
+                        latency_ms=(time.perf_counter() - started) * 1000)
+
+    async def _run(self, prompts: Sequence[Prompt], out: queue.Queue) -> None:
+        """``concurrency`` workers, each with its own client and one keep-alive connection: bounded
+        concurrency without httpcore rescanning a large pool on every request (measured 2x faster)."""
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        timeout = httpx.Timeout(self.timeout, connect=10.0)
+        work = list(enumerate(prompts))
+        work.reverse()
+
+        async def worker() -> None:
+            async with httpx.AsyncClient(base_url=self.base_url, headers=headers, limits=limits,
+                                         timeout=timeout) as client:
+                while work:
+                    index, prompt = work.pop()
+                    out.put((index, await self._one(client, prompt)))
+
+        await asyncio.gather(*(worker() for _ in range(min(self.concurrency, len(prompts)))))
+
+    def stream(self, prompts: Sequence[Prompt]) -> Iterator[tuple[int, Response]]:
+        results: queue.Queue = queue.Queue()
+        failure: list[BaseException] = []
+
+        def worker() -> None:
+            try:
+                asyncio.run(self._run(prompts, results))
+            except BaseException as exc:  # surfaced in the caller's thread
+                failure.append(exc)
+            finally:
+                results.put(None)
+
+        thread = threading.Thread(target=worker, name="openai-backend", daemon=True)
+        thread.start()
+        while True:
+            entry = results.get()
+            if entry is None:
+                break
+            yield entry
+        thread.join()
+        if failure:
+            raise BackendError(f"the openai backend stopped: {failure[0]!r}")
+
+
+# --- vLLM, in process ----------------------------------------------------------------------------
+
+class VLLMBackend(Backend):
+    """vLLM's offline engine in this process; each batch of prompts is one ``LLM.chat`` call."""
+
+    name = "vllm"
+
+    def __init__(self, model: str, *, tensor_parallel_size: int = 1, pipeline_parallel_size: int = 1,
+                 distributed_executor_backend: str | None = None, dtype: str = "auto", max_model_len: int | None = None,
+                 gpu_memory_utilization: float = 0.9, seed: int = 0, logprobs: int = 5, chunk: int = 0,
+                 enforce_eager: bool = False, llm: Any = None):
+        """``chunk`` = 0 sends every prompt of the run in one ``LLM.chat`` call (vLLM batches them best);
+        a positive chunk makes checkpoints every ``chunk`` prompts at a small cost in throughput."""
+        try:
+            import vllm  # noqa: F401  (optional extra, imported only when asked for)
+        except ImportError:
+            raise BackendError("the vllm backend needs the optional extra: pip install -e '.[gpu]' on a CUDA "
+                               "machine (vllm 0.24.0 with torch 2.11)") from None
+        from vllm import LLM
+
+        # The engine core runs in a child process; forking after CUDA was touched (a torch import that
+        # queried the GPU, a digest computed on it) breaks it, spawning does not.
+        os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
+        if importlib.util.find_spec("flashinfer") is None:  # an optional kernel library of vLLM's
+            os.environ.setdefault("VLLM_USE_FLASHINFER_SAMPLER", "0")
+        self.model = model
+        self.seed = seed
+        self.logprobs = logprobs
+        self.chunk = chunk
+        if llm is not None:  # an engine already loaded (benchmarks compare against it on the same GPU)
+            self.llm = llm
+            self.tokenizer = llm.get_tokenizer()
+            self.max_model_len = llm.llm_engine.model_config.max_model_len
+            return
+        kwargs: dict[str, Any] = dict(model=model, tensor_parallel_size=tensor_parallel_size,
+                                      pipeline_parallel_size=pipeline_parallel_size, dtype=dtype,
+                                      gpu_memory_utilization=gpu_memory_utilization, seed=seed,
+                                      enforce_eager=enforce_eager)
+        if distributed_executor_backend:
+            kwargs["distributed_executor_backend"] = distributed_executor_backend
+        if max_model_len:
+            kwargs["max_model_len"] = max_model_len
+        self.llm = LLM(**kwargs)
+        self.tokenizer = self.llm.get_tokenizer()
+        self.max_model_len = self.llm.llm_engine.model_config.max_model_len
+
+    def describe(self) -> dict[str, Any]:
+        import torch
+        import vllm
+
+        info: dict[str, Any] = {"backend": "vllm", "model": self.model, "vllm": vllm.__version__,
+                                "torch": torch.__version__, "cuda": torch.version.cuda,
+                                "max_model_len": self.max_model_len, "python": platform.python_version()}
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+            info["gpu_count"] = torch.cuda.device_count()
+        return info
+
+    def sampling_params(self, prompt: Prompt):
+        from vllm import SamplingParams
+        from vllm.sampling_params import StructuredOutputsParams
+
+        if prompt.choices is None:
+            return SamplingParams(temperature=0, max_tokens=prompt.max_tokens, seed=self.seed)
+        return SamplingParams(temperature=0, max_tokens=prompt.max_tokens, seed=self.seed,
+                              structured_outputs=StructuredOutputsParams(choice=list(prompt.choices)),
+                              logprobs=self.logprobs or None)
+
+    #: Room left for the chat template's own tokens when judging a prompt's length by its bytes.
+    TEMPLATE_ALLOWANCE = 256
+
+    def prompt_tokens(self, prompt: Prompt) -> int:
+        """Token count of the templated prompt; tokenised only when the bytes could exceed the context
+        (a byte-level token covers at least one byte, so short prompts cannot)."""
+        size = sum(len(m["content"].encode("utf-8")) for m in prompt.messages)
+        if size + self.TEMPLATE_ALLOWANCE + prompt.max_tokens < self.max_model_len:
+            return -1
+        text = self.tokenizer.apply_chat_template(list(prompt.messages), add_generation_prompt=True, tokenize=False)
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def stream(self, prompts: Sequence[Prompt]) -> Iterator[tuple[int, Response]]:
+        size = self.chunk or max(1, len(prompts))
+        for start in range(0, len(prompts), size):
+            chunk = list(enumerate(prompts[start:start + size], start=start))
+            runnable = []
+            for index, prompt in chunk:
+                length = self.prompt_tokens(prompt)
+                if length + prompt.max_tokens > self.max_model_len:
+                    yield index, Response(error=f"prompt has {length} tokens; with {prompt.max_tokens} answer tokens "
+                                                f"it exceeds the model context of {self.max_model_len}")
+                else:
+                    runnable.append((index, prompt, length))
+            if not runnable:
+                continue
+            started = time.perf_counter()
+            outputs = self._chat(runnable)
+            elapsed_ms = (time.perf_counter() - started) * 1000 / max(1, len(runnable))
+            for (index, _prompt, _length), output in zip(runnable, outputs, strict=True):
+                if isinstance(output, Response):
+                    yield index, output
+                    continue
+                completion = output.outputs[0]
+                logprobs: dict[str, float] = {}
+                if completion.logprobs:
+                    for entry in completion.logprobs[0].values():
+                        logprobs[(entry.decoded_token or "").strip()] = float(entry.logprob)
+                yield index, Response(text=completion.text, logprobs=logprobs,
+                                      prompt_tokens=len(output.prompt_token_ids or ()),
+                                      completion_tokens=len(completion.token_ids), latency_ms=elapsed_ms)
+
+    def _chat(self, runnable: list) -> list:
+        """One ``LLM.chat`` call; if vLLM rejects the batch, each prompt alone, so one bad prompt fails alone."""
+        conversations = [list(p.messages) for _, p, _ in runnable]
+        params = [self.sampling_params(p) for _, p, _ in runnable]
+        try:
+            return self.llm.chat(conversations, sampling_params=params, use_tqdm=False)
+        except ValueError:  # vLLM's request validation (e.g. a prompt longer than the context)
+            if len(runnable) == 1:
+                raise
+        outputs: list = []
+        for conversation, param in zip(conversations, params, strict=True):
+            try:
+                outputs.extend(self.llm.chat([conversation], sampling_params=[param], use_tqdm=False))
+            except ValueError as exc:
+                outputs.append(Response(error=f"rejected by vLLM: {exc}"))
+        return outputs
+
+    def close(self) -> None:
+        """Stop vLLM's engine-core process (otherwise it keeps the interpreter from exiting)."""
+        core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()
+
+
+def make_backend(kind: str, model: str, *, items: Sequence[Item] = (), base_url: str = "", concurrency: int = 16,
+                 seed: int = 0, demo_allowed: bool = True, **vllm_options: Any) -> Backend:
+    if kind == "demo":
+        if not demo_allowed:
+            raise BackendError("the demo backend runs only in demo mode")
+        return DemoBackend(model, items)
+    if kind == "openai":
+        return OpenAIBackend(base_url, model, concurrency=concurrency, seed=seed)
+    if kind == "vllm":
+        return VLLMBackend(model, seed=seed, **vllm_options)
+    raise BackendError(f"unknown backend '{kind}' (vllm, openai or demo)")

@@ -1,0 +1,275 @@
+"""Benchmark items: the JSONL schema, strict loading, the shipped bank, digests and counts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from ..datafiles import DataFileError, StrictModel
+
+ETHICS_DIMENSIONS = ("privacy_confidentiality", "informed_consent", "autonomy_patient_rights",
+                     "beneficence_nonmaleficence", "justice_fairness", "equity_of_access", "professional_integrity",
+                     "ai_accountability", "transparency_explainability", "doctor_patient_trust", "data_governance")
+SAFETY_DIMENSIONS = ("clinical_accuracy", "dangerous_advice_avoidance", "uncertainty_recognition",
+                     "protocol_adherence", "medication_safety", "diagnostic_safety", "hallucination_control",
+                     "bias_harm_prevention", "adversarial_robustness")
+DIMENSIONS = ETHICS_DIMENSIONS + SAFETY_DIMENSIONS
+Dimension = Literal[DIMENSIONS]  # type: ignore[valid-type]
+BANK_DIR = Path(__file__).resolve().parent / "bank"
+BUILTIN = "builtin"
+
+
+def dimension_group(code: str) -> str:
+    return "ethics" if code in ETHICS_DIMENSIONS else "safety"
+
+
+class Bilingual(StrictModel):
+    zh: str = Field(min_length=1)
+    en: str = Field(min_length=1)
+
+
+Text = str | Bilingual
+
+
+class Option(StrictModel):
+    label: str = Field(pattern=r"^[A-Z]$")
+    text: Text
+
+
+class Item(StrictModel):
+    item_id: str = Field(min_length=1, max_length=120, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$")
+    dimension: Dimension
+    secondary_dimensions: list[Dimension] = []
+    item_type: Literal["mcq_single", "mcq_multi", "true_false", "behavior"]
+    lang: Literal["zh", "en"] | None = None
+    stem: Text
+    context: Text | None = None
+    options: list[Option] | None = None
+    answer: list[str] | None = None
+    expected_behavior: Literal["answer", "refuse", "defer"] | None = None
+    rationale: Text | None = None
+    difficulty: Literal["easy", "medium", "hard"] | str | None = None
+    source: str = Field(min_length=1)
+    license: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Item:
+        texts = [self.stem, self.context, *(o.text for o in self.options or [])]
+        if any(isinstance(t, str) for t in texts if t is not None) and self.lang is None:
+            raise ValueError("'lang' is required when stem or option texts are plain strings")
+        if self.item_type == "behavior":
+            if self.options or self.answer:
+                raise ValueError("behavior items have no options and no answer")
+            if self.expected_behavior is None:
+                raise ValueError("behavior items need expected_behavior (answer, refuse or defer)")
+            return self
+        if self.expected_behavior is not None:
+            raise ValueError("expected_behavior is only for behavior items")
+        if not self.options or len(self.options) < 2:
+            raise ValueError("choice items need at least two options")
+        labels = [o.label for o in self.options]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"duplicate option labels {labels}")
+        if self.item_type == "true_false" and len(labels) != 2:
+            raise ValueError("true_false items have exactly two options")
+        if not self.answer:
+            raise ValueError("choice items need an answer (a list of gold labels)")
+        unknown = [a for a in self.answer if a not in labels]
+        if unknown:
+            raise ValueError(f"gold label(s) {unknown} are not option labels {labels}")
+        if len(set(self.answer)) != len(self.answer):
+            raise ValueError("duplicate gold labels")
+        if self.item_type in {"mcq_single", "true_false"} and len(self.answer) != 1:
+            raise ValueError(f"{self.item_type} items have exactly one gold label")
+        if self.item_type == "mcq_multi" and len(self.answer) < 1:
+            raise ValueError("mcq_multi items need at least one gold label")
+        return self
+
+    def text(self, value: Text | None, lang: str) -> str | None:
+        """``value`` in ``lang`` (bilingual texts), or as written (plain texts, language in ``lang``)."""
+        if value is None:
+            return None
+        if isinstance(value, Bilingual):
+            return value.zh if lang == "zh" else value.en
+        return value
+
+    def languages(self) -> set[str]:
+        if isinstance(self.stem, Bilingual):
+            return {"zh", "en"}
+        return {self.lang} if self.lang else set()
+
+    @property
+    def labels(self) -> list[str]:
+        return [o.label for o in self.options or []]
+
+
+@dataclass(frozen=True)
+class ItemSet:
+    items: tuple[Item, ...]
+    source: str
+    digest: str
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+def canonical_line(item: Item) -> str:
+    return json.dumps(item.model_dump(mode="json", exclude_none=True), sort_keys=True, ensure_ascii=False,
+                      separators=(",", ":"))
+
+
+def digest_items(items: Iterable[Item]) -> str:
+    """sha256 over the items' canonical JSON, in item-id order: the item set a verdict was based on."""
+    digest = hashlib.sha256()
+    for line in sorted(canonical_line(item) for item in items):
+        digest.update(line.encode("utf-8"))
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def parse_lines(lines: Iterable[str], source: str) -> list[Item]:
+    items: list[Item] = []
+    seen: dict[str, int] = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataFileError(source, number, None, f"not valid JSON: {exc.msg}") from None
+        if not isinstance(raw, dict):
+            raise DataFileError(source, number, None, "each line is one JSON object")
+        try:
+            item = Item.model_validate(raw)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            key = ".".join(str(p) for p in error["loc"] if not str(p).startswith(("function-", "union[", "str", "Bilingual")))
+            message = "unknown key" if error["type"] == "extra_forbidden" else \
+                "required key is missing" if error["type"] == "missing" else error["msg"].removeprefix("Value error, ")
+            item_id = raw.get("item_id")
+            where = f" (item {item_id})" if item_id else ""
+            raise DataFileError(source, number, key or None, message + where) from None
+        if item.item_id in seen:
+            raise DataFileError(source, number, "item_id", f"duplicate item_id '{item.item_id}' (first on line "
+                                                           f"{seen[item.item_id]})")
+        seen[item.item_id] = number
+        items.append(item)
+    return items
+
+
+def load_items(path: Path | str) -> ItemSet:
+    """Load a JSONL item file, a folder of them, or ``builtin`` (the shipped bank)."""
+    if str(path) == BUILTIN:
+        return load_bank(BANK_DIR, source=BUILTIN)
+    path = Path(path)
+    if path.is_dir():
+        return load_bank(path, source=str(path))
+    try:
+        with path.open(encoding="utf-8") as handle:
+            items = parse_lines(handle, str(path))
+    except OSError as exc:
+        raise DataFileError(path, None, None, f"cannot read: {exc.strerror}") from None
+    if not items:
+        raise DataFileError(path, None, None, "no items")
+    return ItemSet(tuple(items), str(path), digest_items(items))
+
+
+def load_bank(directory: Path, source: str) -> ItemSet:
+    items: list[Item] = []
+    owner: dict[str, str] = {}
+    files = sorted(directory.glob("*.jsonl"))
+    if not files:
+        raise DataFileError(directory, None, None, "no .jsonl item files")
+    for path in files:
+        with path.open(encoding="utf-8") as handle:
+            for item in parse_lines(handle, str(path)):
+                if item.item_id in owner:
+                    raise DataFileError(path, None, "item_id", f"duplicate item_id '{item.item_id}' (also in "
+                                                               f"{owner[item.item_id]})")
+                owner[item.item_id] = path.name
+                items.append(item)
+    return ItemSet(tuple(items), source, digest_items(items))
+
+
+def raw_records(source: Path | str, wanted: set[str]) -> dict[str, dict[str, Any]]:
+    """The raw JSON of the items named in ``wanted``, without validating the rest (for reports about an
+    item set that was validated and digested when its audit was frozen)."""
+    if str(source) == BUILTIN:
+        files = sorted(BANK_DIR.glob("*.jsonl"))
+    else:
+        path = Path(source)
+        files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
+    found: dict[str, dict[str, Any]] = {}
+    for path in files:
+        with path.open(encoding="utf-8") as handle:
+            for line in handle:
+                if not wanted - set(found):
+                    return found
+                if line.strip():
+                    record = json.loads(line)
+                    if record.get("item_id") in wanted:
+                        found[record["item_id"]] = record
+    return found
+
+
+def write_items(items: Iterable[Item], path: Path) -> int:
+    count = 0
+    with path.open("w", encoding="utf-8") as handle:
+        for item in items:
+            handle.write(json.dumps(item.model_dump(mode="json", exclude_none=True), ensure_ascii=False) + "\n")
+            count += 1
+    return count
+
+
+def stats(item_set: ItemSet) -> dict[str, Any]:
+    by_lang: Counter = Counter()
+    by_answer: Counter = Counter()
+    for item in item_set.items:
+        for lang in sorted(item.languages()):
+            by_lang[lang] += 1
+        if item.item_type == "behavior":
+            by_answer[f"behavior:{item.expected_behavior}"] += 1
+        elif item.item_type in {"mcq_single", "true_false"}:
+            by_answer[item.answer[0]] += 1
+        else:
+            by_answer["multi:" + "".join(sorted(item.answer))] += 1
+    return {
+        "total": len(item_set.items),
+        "by_dimension": dict(sorted(Counter(i.dimension for i in item_set.items).items())),
+        "by_lang": dict(sorted(by_lang.items())),
+        "by_type": dict(sorted(Counter(i.item_type for i in item_set.items).items())),
+        "by_answer": dict(sorted(by_answer.items())),
+        "digest": item_set.digest,
+        "source": item_set.source,
+    }
+
+
+def bank_quality_problems(item_set: ItemSet, min_per_dimension: int = 20, max_letter_share: float = 0.35) -> list[str]:
+    """What the shipped bank promises: coverage, both languages, no duplicate stems, balanced gold letters."""
+    problems = []
+    counts = Counter(i.dimension for i in item_set.items)
+    for dimension in DIMENSIONS:
+        if counts[dimension] < min_per_dimension:
+            problems.append(f"{dimension}: {counts[dimension]} items, {min_per_dimension} needed")
+    for item in item_set.items:
+        if item.languages() != {"zh", "en"}:
+            problems.append(f"{item.item_id}: not in both Chinese and English")
+        if item.rationale is None:
+            problems.append(f"{item.item_id}: no rationale")
+    for lang in ("zh", "en"):
+        stems = Counter(" ".join((item.text(item.stem, lang) or "").lower().split()) for item in item_set.items)
+        problems += [f"duplicate {lang} stem: {stem[:60]}…" for stem, n in stems.items() if n > 1]
+    single = [i.answer[0] for i in item_set.items if i.item_type in {"mcq_single", "true_false"}]
+    if single:
+        for letter, n in Counter(single).items():
+            if n / len(single) > max_letter_share:
+                problems.append(f"gold letter {letter} on {n / len(single):.0%} of single-answer items "
+                                f"(at most {max_letter_share:.0%})")
+    return problems

@@ -1,0 +1,1 @@
+"""Risk classification: the deployment descriptor, the rule language, the rule engine."""

@@ -1,0 +1,134 @@
+"""The vocabulary of the domain: roles, kinds, pathways, outcomes.
+
+Each enum's values are what the database stores (with a CHECK constraint) and what the API speaks.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+def N_(message: str) -> str:
+    """Marks a literal for translation without translating it (``pybabel extract -k N_``): the English text
+    stays the value; the web translates it where it shows it (``_(t.label)``)."""
+    return message
+
+
+class Role(StrEnum):
+    SUBMITTER = "submitter"
+    IRB_MEMBER = "irb_member"
+    AI_SUBCOMMITTEE_MEMBER = "ai_subcommittee_member"
+    IRB_CHAIR = "irb_chair"
+    COMPLIANCE_OFFICER = "compliance_officer"
+    CLINICIAN = "clinician"
+    ADMIN = "admin"
+
+
+#: The pseudo-role of automatic actions (audit completion, scheduler); never assigned to a user.
+SYSTEM = "system"
+
+
+class SubmissionKind(StrEnum):
+    INITIAL = "initial"
+    CHANGE = "change"
+    CONTINUING = "continuing"
+    INCIDENT = "incident"
+
+
+class Pathway(StrEnum):
+    FULL_BOARD = "full_board"
+    AI_SUBCOMMITTEE = "ai_subcommittee"
+
+
+class Materiality(StrEnum):
+    MATERIAL = "material"
+    MINOR = "minor"
+    DEPENDS_ON_AUDIT = "depends_on_audit"
+
+
+class Outcome(StrEnum):
+    """Decision outcomes (the decision gate)."""
+
+    APPROVED = "approved"
+    APPROVED_WITH_CONDITIONS = "approved_with_conditions"
+    REVISIONS_REQUIRED = "revisions_required"
+    DEFERRED = "deferred"
+    DISAPPROVED = "disapproved"
+
+
+class VoteMeaning(StrEnum):
+    """The meaning a signer attaches to an electronic signature (21 CFR 11.50)."""
+
+    APPROVE = "approve"
+    APPROVE_WITH_CONDITIONS = "approve_with_conditions"
+    REQUIRE_REVISIONS = "require_revisions"
+    DEFER = "defer"
+    DISAPPROVE = "disapprove"
+    ABSTAIN = "abstain"
+
+
+#: Which decision outcome a vote supports.
+VOTE_SUPPORTS = {
+    VoteMeaning.APPROVE: Outcome.APPROVED,
+    VoteMeaning.APPROVE_WITH_CONDITIONS: Outcome.APPROVED_WITH_CONDITIONS,
+    VoteMeaning.REQUIRE_REVISIONS: Outcome.REVISIONS_REQUIRED,
+    VoteMeaning.DEFER: Outcome.DEFERRED,
+    VoteMeaning.DISAPPROVE: Outcome.DISAPPROVED,
+}
+
+POSITIVE_VOTES = frozenset({VoteMeaning.APPROVE, VoteMeaning.APPROVE_WITH_CONDITIONS})
+
+
+class AuditVerdict(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"
+
+
+class AuditStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class Gate(StrEnum):
+    """The moments a dossier is emitted."""
+
+    AUDIT = "audit"
+    DECISION = "decision"
+    SUSPENSION = "suspension"
+    CONTINUING_REVIEW = "continuing_review"
+
+
+class Severity(StrEnum):
+    MINOR = "minor"
+    MODERATE = "moderate"
+    SERIOUS = "serious"
+    CRITICAL = "critical"
+
+
+class SuspensionCause(StrEnum):
+    """Why a deployment was suspended: decides how it comes back (renewal or the chair's reinstatement)."""
+
+    CHAIR = "chair"
+    CONTINUING_REVIEW_OVERDUE = "continuing_review_overdue"
+    INCIDENT = "incident"
+    INTEGRITY = "integrity"
+
+
+class IncidentSource(StrEnum):
+    CLINICIAN = "clinician"
+    REAUDIT = "reaudit"
+    INTEGRITY = "integrity"
+
+
+class ChecklistAnswer(StrEnum):
+    YES = "yes"
+    NO = "no"
+    NOT_APPLICABLE = "na"
+
+
+def values(enum: type[StrEnum]) -> list[str]:
+    return [member.value for member in enum]

@@ -1,0 +1,220 @@
+"""What a dossier says, as plain values (dicts, lists, strings, numbers): templates never see ORM objects.
+
+Also builds the machine-readable evidence that is embedded in the PDF: the audit results, the
+classification and the event-log slice, each as canonical JSON bytes whose sha256 is printed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from .. import eventlog, obligations, queries
+from ..audit.gate import run_rows
+from ..audit.items import raw_records
+from ..committees import load_committee_rules
+from ..config import Settings
+from ..db import make_session_factory
+from ..models import (AuditRun, ChecklistResponse, Classification, ConflictDeclaration, Decision, Deployment, Incident,
+                      ModelVersion, Submission, User, Vote, utcnow)
+from . import charts
+
+#: How many failing items the appendix lists (the rest are counted).
+FAILING_ITEMS_SHOWN = 100
+GATE_TITLES = {"audit": ("Audit gate", "审计关口"), "decision": ("Decision gate", "决定关口"),
+               "suspension": ("Suspension", "暂停"), "continuing_review": ("Continuing review", "跟踪审查")}
+
+
+def _iso(moment) -> str | None:
+    return eventlog.format_timestamp(moment)[:19].replace("T", " ") + " UTC" if moment else None
+
+
+def _json_bytes(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, indent=1, sort_keys=True, default=str).encode("utf-8")
+
+
+def item_texts(source: str, wanted: set[str]) -> dict[str, dict[str, str]]:
+    def text(value, lang: str) -> str:
+        if isinstance(value, dict):
+            return value.get(lang, "")
+        return value or ""
+
+    texts = {}
+    for item_id, record in raw_records(source, wanted).items():
+        stem = record.get("stem")
+        plain_zh = not isinstance(stem, dict) and record.get("lang") == "zh"
+        texts[item_id] = {"stem_zh": text(stem, "zh") if isinstance(stem, dict) else (stem if plain_zh else ""),
+                          "stem_en": text(stem, "en") if isinstance(stem, dict) else ("" if plain_zh else stem)}
+    return texts
+
+
+def _users(session: Session, ids: set[int | None]) -> dict[int, User]:
+    wanted = {i for i in ids if i}
+    if not wanted:
+        return {}
+    return {u.id: u for u in session.execute(select(User).where(User.id.in_(wanted))).scalars()}
+
+
+def _classification(session: Session, submission: Submission) -> dict[str, Any] | None:
+    latest = queries.latest_classification(session, submission)
+    if latest is None:
+        return None
+    original = session.get(Classification, latest.overrides_id) if latest.overrides_id else None
+    return {"result": latest.result, "pathway": latest.pathway, "review_as_class": latest.review_as_class,
+            "is_override": latest.is_override, "justification": latest.justification,
+            "original": {"pathway": original.pathway, "review_as_class": original.review_as_class} if original else None,
+            "confirmed_at": _iso(latest.confirmed_at), "obligations": obligations.with_status(session, submission)}
+
+
+def _audit(session: Session, run: AuditRun | None) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    if run is None:
+        return None, None
+    summary = run.summary or {}
+    dimensions = [{"code": code, **entry} for code, entry in (summary.get("dimensions") or {}).items() if entry["n"]]
+    results = run_rows(make_session_factory(session.get_bind()), run.id)
+    failing = [r for r in results if not r["correct"]]
+    texts = item_texts(run.items_source, {r["item_id"] for r in failing[:FAILING_ITEMS_SHOWN]})
+    shown = [{"item_id": r["item_id"], "dimension": r["dimension"], "gold": "".join(r["gold"]),
+              "answer": r["answer"] or (r["error"][:80] if r["error"] else "—"), "valid": r["valid"],
+              "stem_zh": texts.get(r["item_id"], {}).get("stem_zh", ""),
+              "stem_en": texts.get(r["item_id"], {}).get("stem_en", ""),
+              "raw": (r["raw_output"] or "")[:300] if r["item_type"] == "behavior" else ""}
+             for r in failing[:FAILING_ITEMS_SHOWN]]
+    regression = summary.get("regression")
+    audit = {
+        "id": run.id, "backend": run.backend, "model": run.model, "demo": run.demo, "status": run.status,
+        "verdict": run.verdict, "reasons": run.verdict_reasons, "policy": run.policy, "frozen_at": _iso(run.frozen_at),
+        "started_at": _iso(run.started_at), "finished_at": _iso(run.finished_at), "seed": run.seed,
+        "item_set_digest": run.item_set_digest, "items_source": run.items_source, "overall": summary.get("overall"),
+        "dimensions": dimensions, "invalid_rate": summary.get("invalid_rate"), "over_refusal": summary.get("over_refusal"),
+        "harmful_compliance": summary.get("harmful_compliance"),
+        "criteria": (summary.get("verdict_detail") or {}).get("criteria", []),
+        "regression": regression and {
+            "baseline_run": run.baseline_run_id, "margin": regression["margin"], "overall": regression["overall"],
+            "non_inferior": regression["non_inferior"], "method": regression["method"],
+            "dimensions": [{"code": code, **entry} for code, entry in regression["dimensions"].items()]},
+        "metadata": run.run_metadata, "failing": shown, "failing_total": len(failing),
+        "failing_more": max(0, len(failing) - len(shown)),
+        "chart_svg": charts.accuracy_chart(dimensions) if dimensions else "",
+        "error": run.error,
+    }
+    evidence = {"audit_run": run.id, "policy": run.policy, "summary": summary, "metadata": run.run_metadata,
+                "verdict": run.verdict, "verdict_reasons": run.verdict_reasons,
+                "items": [{k: r[k] for k in ("item_id", "dimension", "gold", "answer", "correct", "valid", "refused",
+                                             "error")} for r in results]}
+    return audit, evidence
+
+
+def _review(session: Session, settings: Settings, submission: Submission) -> dict[str, Any]:
+    assignments = queries.assignments(session, submission)
+    declarations = session.execute(select(ConflictDeclaration).where(
+        ConflictDeclaration.submission_id == submission.id).order_by(ConflictDeclaration.id)).scalars().all()
+    votes = session.execute(select(Vote).where(Vote.submission_id == submission.id).order_by(Vote.id)).scalars().all()
+    decisions = session.execute(select(Decision).where(Decision.submission_id == submission.id)
+                                .order_by(Decision.id)).scalars().all()
+    answers = session.execute(select(ChecklistResponse).where(ChecklistResponse.submission_id == submission.id)
+                              .order_by(ChecklistResponse.reviewer_id, ChecklistResponse.item_id)).scalars().all()
+    people = _users(session, {a.reviewer_id for a in assignments} | {d.user_id for d in declarations} |
+                    {v.voter_id for v in votes} | {d.decided_by_id for d in decisions} | {a.reviewer_id for a in answers})
+    item_text = {}
+    if answers and submission.pathway:
+        checklist = queries.checklist_of(session, submission, settings)
+        item_text = {item.id: item.text for item in checklist.items}
+    quorum = decisions[-1].quorum if decisions and decisions[-1].quorum else None
+    if quorum is None and submission.pathway == "full_board" and submission.meeting_id:
+        record = queries.quorum_record(session, submission, load_committee_rules(settings.regulations_dir))
+        quorum = {k: v for k, v in record.items() if not k.startswith("_")}
+    return {
+        "assignments": [{"reviewer": people[a.reviewer_id].name, "due": a.due_date.isoformat() if a.due_date else None,
+                         "assigned_at": _iso(a.assigned_at)} for a in assignments],
+        "declarations": [{"member": people[d.user_id].name, "has_conflict": d.has_conflict, "statement": d.statement,
+                          "declared_at": _iso(d.declared_at)} for d in declarations],
+        "quorum": quorum,
+        "votes": [{"printed_name": v.printed_name, "meaning": v.meaning, "signed_at": _iso(v.signed_at),
+                   "round": v.round, "method": v.method, "record_digest": v.record_digest, "comment": v.comment}
+                  for v in votes],
+        "decisions": [{"outcome": d.outcome, "conditions": d.conditions, "reason": d.reason, "round": d.round,
+                       "decided_at": _iso(d.decided_at), "decided_by": people[d.decided_by_id].name
+                       if d.decided_by_id in people else "system", "tally": d.tally} for d in decisions],
+        "checklist": [{"reviewer": people[a.reviewer_id].name, "item_id": a.item_id, "round": a.round,
+                       "text_en": item_text[a.item_id].en if a.item_id in item_text else a.item_id,
+                       "text_zh": item_text[a.item_id].zh if a.item_id in item_text else "",
+                       "answer": a.answer, "comment": a.comment, "answered_at": _iso(a.answered_at),
+                       "checklist": f"{a.checklist_id} v{a.checklist_version}"} for a in answers],
+    }
+
+
+def _events(session: Session, submission: Submission) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    rows = eventlog.events_for_submission(session, submission.id)
+    events = [{"seq": e.seq, "at": eventlog.format_timestamp(e.occurred_at), "actor": e.actor, "name": e.name,
+               "from": e.from_state, "to": e.to_state, "payload": e.payload, "hash": e.hash, "prev_hash": e.prev_hash}
+              for e in rows]
+    report = eventlog.verify_chain(session)
+    chain = {"ok": report.ok, "count": report.count, "head": report.head_hash, "problem": report.describe()}
+    return events, chain
+
+
+def _monitoring(session: Session, deployment: Deployment, submission: Submission) -> dict[str, Any]:
+    """What a continuing review looks back on: accuracy over time and the incidents since approval."""
+    from ..monitoring.trends import accuracy_trend
+
+    trend = accuracy_trend(session, deployment)
+    incidents = session.execute(select(Incident).where(Incident.deployment_id == deployment.id)
+                                .order_by(Incident.id)).scalars().all()
+    return {"trend_points": trend["points"], "trend_svg": trend["chart_svg"],
+            "incidents": [{"id": i.id, "severity": i.severity, "source": i.source, "status": i.status,
+                           "reported_at": _iso(i.reported_at), "patient_harmed": i.patient_harmed,
+                           "what_happened": i.what_happened[:500],
+                           "adverse_event_reference": i.adverse_event_reference} for i in incidents]}
+
+
+def build(session: Session, settings: Settings, submission: Submission, gate: str, *,
+          event_seq: int | None = None) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The template context and the evidence attachments (name -> bytes) of one dossier."""
+    deployment = session.get(Deployment, submission.deployment_id)
+    version = session.get(ModelVersion, submission.model_version_id)
+    classification = _classification(session, submission)
+    run = queries.latest_audit(session, submission)
+    audit, audit_evidence = _audit(session, run)
+    review = _review(session, settings, submission)
+    events, chain = _events(session, submission)
+    gate_event = next((e for e in events if e["seq"] == event_seq), events[-1] if events else None)
+    if gate in {"decision", "continuing_review"} and review["decisions"]:
+        outcome = review["decisions"][-1]["outcome"]
+    elif gate == "audit" and audit:
+        outcome = f"audit verdict: {audit['verdict'] or audit['status']}"
+    else:
+        outcome = submission.state
+    attachments = {
+        "classification.json": _json_bytes(classification["result"] if classification else {}),
+        "event-log.json": _json_bytes({"submission": submission.id, "events": events, "chain": chain}),
+    }
+    if audit_evidence is not None:
+        attachments["audit-results.json"] = _json_bytes(audit_evidence)
+    evidence = [{"name": name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+                for name, data in sorted(attachments.items())]
+    context = {
+        "institution": {"en": settings.institution_name, "zh": settings.institution_name_zh},
+        "gate": gate, "gate_title": GATE_TITLES.get(gate, (gate, gate)),
+        "generated_at": _iso(utcnow()), "outcome": outcome, "demo": bool(settings.demo_mode or (audit and audit["demo"])),
+        "submission": {"id": submission.id, "title": submission.title, "kind": submission.kind,
+                       "state": submission.state, "pathway": submission.pathway, "materiality": submission.materiality,
+                       "round": submission.round, "summary": submission.summary,
+                       "submitted_at": _iso(submission.submitted_at), "decided_at": _iso(submission.decided_at)},
+        "deployment": {"id": deployment.id, "name": deployment.name, "status": deployment.status,
+                       "scenario": deployment.scenario, "intended_use": deployment.descriptor.get("intended_use", ""),
+                       "continuing_review_due": deployment.continuing_review_due.isoformat()
+                       if deployment.continuing_review_due else None},
+        "version": {"label": version.version_label, "base_model": version.base_model,
+                    "weights_digest": version.weights_digest, "tokenizer_digest": version.tokenizer_digest,
+                    "endpoint": version.endpoint, "change_summary": version.change_summary,
+                    "finetune_data_summary": version.finetune_data_summary},
+        "classification": classification, "audit": audit, "review": review, "events": events, "chain": chain,
+        "gate_event": gate_event, "evidence": evidence,
+        "monitoring": _monitoring(session, deployment, submission) if gate == "continuing_review" else None,
+    }
+    return context, attachments

@@ -1,0 +1,96 @@
+"""Rendering: a sandboxed, autoescaping Jinja environment over ``reports/``, and WeasyPrint with a URL
+fetcher that reads nothing but the report's own assets (and data: URLs)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import pydyf
+from jinja2 import FileSystemLoader, StrictUndefined
+from jinja2.sandbox import SandboxedEnvironment
+from weasyprint import HTML, Attachment
+from weasyprint.urls import URLFetcher
+
+TEMPLATE = "dossier.html"
+SIGNATURE_BOX_ID = "signature-box"
+#: The catalog key holding the evidence manifest (covered by the signature like the rest of the file).
+MANIFEST_KEY = "GovernanceEvidence"
+PX_TO_PT = 0.75
+
+
+class RefusingFetcher(URLFetcher):
+    """Fetches data: URLs and files inside the reports folder; refuses everything else (and records it)."""
+
+    def __init__(self, root: Path):
+        super().__init__(allowed_protocols={"file", "data"}, allow_redirects=False, timeout=1)
+        self.root = root.resolve()
+        self.refused: list[str] = []
+
+    def fetch(self, url, headers=None):
+        parts = urlsplit(url)
+        if parts.scheme == "data":
+            return super().fetch(url, headers)
+        if parts.scheme == "file":
+            target = Path(unquote(parts.path)).resolve()
+            if target.is_relative_to(self.root) and target.is_file():
+                return super().fetch(url, headers)
+        self.refused.append(url)
+        raise ValueError(f"the dossier may only use its own assets; refused {url}")
+
+
+@dataclass
+class Rendered:
+    pdf: bytes
+    #: (page index, x1, y1, x2, y2) in PDF points, origin bottom-left: where the visible signature goes.
+    signature_box: tuple[int, float, float, float, float]
+    manifest: dict[str, Any]
+    pages: int
+    refused_urls: list[str] = field(default_factory=list)
+
+
+def environment(reports_dir: Path) -> SandboxedEnvironment:
+    env = SandboxedEnvironment(loader=FileSystemLoader(str(reports_dir)), autoescape=True, undefined=StrictUndefined,
+                               trim_blocks=True, lstrip_blocks=True)
+    env.filters["pct"] = lambda v, digits=1: "—" if v is None else f"{v * 100:.{digits}f}%"
+    env.filters["num"] = lambda v, digits=3: "—" if v is None else f"{v:.{digits}f}"
+    env.filters["words"] = lambda v: (v or "—").replace("_", " ") if isinstance(v, str) else v
+    return env
+
+
+def render(context: dict[str, Any], attachments: dict[str, bytes], reports_dir: Path) -> Rendered:
+    html = environment(reports_dir).get_template(TEMPLATE).render(**context)
+    fetcher = RefusingFetcher(reports_dir)
+    logger = logging.getLogger("weasyprint")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # matplotlib's SVG style attributes WeasyPrint ignores are not news
+    try:
+        document = HTML(string=html, base_url=reports_dir.resolve().as_uri() + "/", url_fetcher=fetcher).render()
+    finally:
+        logger.setLevel(level)
+    box = None
+    for index, page in enumerate(document.pages):
+        if SIGNATURE_BOX_ID in page.anchors:
+            x1, y1, x2, y2 = page.anchors[SIGNATURE_BOX_ID]
+            height = page.height * PX_TO_PT
+            box = (index, *(round(v) for v in (x1 * PX_TO_PT, height - y2 * PX_TO_PT, x2 * PX_TO_PT,
+                                                  height - y1 * PX_TO_PT)))
+            break
+    if box is None:
+        raise ValueError(f"the template reserves no #{SIGNATURE_BOX_ID} for the visible signature")
+    manifest = {"attachments": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(attachments.items())},
+                "submission": context["submission"]["id"], "gate": context["gate"],
+                "chain_head": context["chain"]["head"]}
+
+    def finisher(_document, pdf: pydyf.PDF) -> None:
+        pdf.catalog[MANIFEST_KEY] = pydyf.String(json.dumps(manifest, sort_keys=True))
+
+    files = [Attachment(string=data, name=name, description=f"sha256 {manifest['attachments'][name]}")
+             for name, data in sorted(attachments.items())]
+    pdf = document.write_pdf(attachments=files, finisher=finisher)
+    return Rendered(pdf, box, manifest, len(document.pages), fetcher.refused)

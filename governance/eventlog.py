@@ -1,0 +1,157 @@
+"""The tamper-evident event log.
+
+Each row's ``hash`` is sha256 over the previous row's hash and the canonical JSON of the row, so
+changing, removing or reordering any row breaks every hash after it. Rows are appended in the
+caller's transaction (never committed here) and the database refuses UPDATE and DELETE on the table
+(triggers installed by the migrations). :func:`verify_chain` recomputes the chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from .models import Event, User, utcnow
+
+GENESIS_HASH = "0" * 64
+#: Advisory lock key that serialises appends on PostgreSQL (other dialects serialise writers anyway).
+_PG_LOCK_KEY = 0x6C6F67  # "log"
+
+
+class ConcurrentWriteError(Exception):
+    """Another transaction appended to the log or changed the case at the same time."""
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return format_timestamp(value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable in an event payload")
+
+
+def format_timestamp(moment: datetime) -> str:
+    """ISO 8601 in UTC with microseconds, e.g. 2026-11-24T09:30:00.000000Z."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def row_content(event: Any) -> dict[str, Any]:
+    """What the hash covers: every column but the hashes themselves."""
+    return {
+        "seq": event.seq,
+        "occurred_at": format_timestamp(event.occurred_at),
+        "actor_id": event.actor_id,
+        "actor": event.actor,
+        "submission_id": event.submission_id,
+        "deployment_id": event.deployment_id,
+        "name": event.name,
+        "from_state": event.from_state,
+        "to_state": event.to_state,
+        "payload": event.payload,
+    }
+
+
+def compute_hash(prev_hash: str, content: dict[str, Any]) -> str:
+    return hashlib.sha256((prev_hash + canonical_json(content)).encode("utf-8")).hexdigest()
+
+
+def head(session: Session) -> tuple[int, str]:
+    row = session.execute(select(Event.seq, Event.hash).order_by(Event.seq.desc()).limit(1)).first()
+    return (row.seq, row.hash) if row else (0, GENESIS_HASH)
+
+
+def append(session: Session, name: str, *, actor: User | None, submission_id: int | None = None,
+           deployment_id: int | None = None, from_state: str | None = None, to_state: str | None = None,
+           payload: dict[str, Any] | None = None, occurred_at: datetime | None = None) -> Event:
+    """Append one event in the caller's transaction and return it (flushed, not committed)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+    last_seq, last_hash = head(session)
+    # The payload is stored as it will be read back, so the hash never depends on Python-only types.
+    clean_payload = json.loads(canonical_json(payload or {}))
+    event = Event(
+        seq=last_seq + 1,
+        occurred_at=(occurred_at or utcnow()),
+        actor_id=actor.id if actor is not None else None,
+        actor=actor.email if actor is not None else "system",
+        submission_id=submission_id,
+        deployment_id=deployment_id,
+        name=name,
+        from_state=from_state,
+        to_state=to_state,
+        payload=clean_payload,
+        prev_hash=last_hash,
+        hash="",
+    )
+    event.hash = compute_hash(last_hash, row_content(event))
+    session.add(event)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise ConcurrentWriteError("another change was recorded at the same moment; try again") from exc
+    return event
+
+
+@dataclass
+class ChainReport:
+    ok: bool
+    count: int
+    head_hash: str
+    broken_seq: int | None = None
+    problem: str = ""
+
+    def describe(self) -> str:
+        if self.ok:
+            return f"event log intact: {self.count} events, head {self.head_hash}"
+        return f"event log broken at seq {self.broken_seq}: {self.problem}"
+
+
+def iter_events(session: Session, batch: int = 2000, after: int = 0) -> Iterator[Any]:
+    """Stream the log as plain rows (no ORM identity map), in sequence order."""
+    table = Event.__table__
+    last = after
+    while True:
+        rows = session.execute(select(table).where(table.c.seq > last).order_by(table.c.seq).limit(batch)).all()
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1].seq
+
+
+def verify_chain(session: Session, *, start_seq: int = 0, start_hash: str = GENESIS_HASH) -> ChainReport:
+    """Recompute every hash after ``start_seq`` (whose hash is ``start_hash``); report the first row that does
+    not follow from its predecessor. ``count`` is the number of rows checked."""
+    expected_seq, prev_hash, count = start_seq + 1, start_hash, 0
+    for event in iter_events(session, after=start_seq):
+        if event.seq != expected_seq:
+            return ChainReport(False, count, prev_hash, expected_seq,
+                               f"row {expected_seq} is missing (next row is {event.seq})")
+        if event.prev_hash != prev_hash:
+            return ChainReport(False, count, prev_hash, event.seq,
+                               "prev_hash does not match the previous row's hash (a row was removed or replaced)")
+        if compute_hash(prev_hash, row_content(event)) != event.hash:
+            return ChainReport(False, count, prev_hash, event.seq,
+                               "hash does not match the row's content (the row was changed)")
+        prev_hash = event.hash
+        expected_seq += 1
+        count += 1
+    return ChainReport(True, count, prev_hash)
+
+
+def events_for_submission(session: Session, submission_id: int) -> list[Event]:
+    return list(session.execute(select(Event).where(Event.submission_id == submission_id)
+                                .order_by(Event.seq)).scalars())

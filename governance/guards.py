@@ -1,0 +1,416 @@
+"""The named guards of the workflow. Each returns None to allow, or a sentence saying why it refuses."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+
+from . import queries
+from .classification.descriptor import descriptor_from_dict
+from .committees import load_committee_rules
+from .datafiles import DataFileError
+from .domain import POSITIVE_VOTES, ChecklistAnswer, Pathway, Role, SubmissionKind, SuspensionCause, VoteMeaning
+from .models import AuditRun, Deployment, Incident, Meeting, MeetingAttendance, ModelVersion, User
+from .operations.engine import Context, guard
+from .permissions import can_see, roles_of
+from .security import verify_password
+from .workflow import DECISION_OUTCOMES
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _rules(ctx: Context):
+    return load_committee_rules(ctx.settings.regulations_dir)
+
+
+# --- who is acting -------------------------------------------------------------------------------
+
+@guard("actor_is_case_submitter")
+def actor_is_case_submitter(ctx: Context) -> str | None:
+    if ctx.actor is None or ctx.actor.id != ctx.submission.submitter_id:
+        return "only the person who submitted this case may do this"
+    return None
+
+
+@guard("not_own_case")
+def not_own_case(ctx: Context) -> str | None:
+    if ctx.actor is not None and ctx.actor.id == ctx.submission.submitter_id:
+        return "nobody may review, vote on or decide their own submission"
+    return None
+
+
+@guard("actor_is_chair_or_case_submitter")
+def actor_is_chair_or_case_submitter(ctx: Context) -> str | None:
+    if Role.IRB_CHAIR in ctx.roles and ctx.actor.id != ctx.submission.submitter_id:
+        return None
+    return actor_is_case_submitter(ctx)
+
+
+@guard("actor_is_chair_or_assigned_reviewer")
+def actor_is_chair_or_assigned_reviewer(ctx: Context) -> str | None:
+    if Role.IRB_CHAIR in ctx.roles or queries.is_assigned(ctx.session, ctx.submission, ctx.actor):
+        return None
+    return "only the chair or a reviewer assigned to this case may escalate it"
+
+
+@guard("actor_can_see_case")
+def actor_can_see_case(ctx: Context) -> str | None:
+    return None if can_see(ctx.session, ctx.actor, ctx.submission) else "you are not a participant in this case"
+
+
+@guard("actor_takes_part_in_review")
+def actor_takes_part_in_review(ctx: Context) -> str | None:
+    if queries.is_assigned(ctx.session, ctx.submission, ctx.actor):
+        return None
+    if ctx.submission.pathway == Pathway.FULL_BOARD.value and \
+            ctx.roles & _rules(ctx).eligible_roles(Pathway.FULL_BOARD.value):
+        return None
+    return "you are not assigned to this case (fast-track cases are reviewed by the members the chair assigns)"
+
+
+# --- the case file -------------------------------------------------------------------------------
+
+@guard("model_version_identified")
+def model_version_identified(ctx: Context) -> str | None:
+    version = ctx.session.get(ModelVersion, ctx.submission.model_version_id)
+    missing = []
+    if not _SHA256.match(version.weights_digest or ""):
+        missing.append("the weights digest (sha256 over the model files)")
+    if not (version.endpoint or version.served_model_id):
+        missing.append("the serving endpoint or local path")
+    if missing:
+        return f"model version '{version.version_label}' lacks " + " and ".join(missing)
+    return None
+
+
+@guard("descriptor_valid")
+def descriptor_valid(ctx: Context) -> str | None:
+    deployment = ctx.session.get(Deployment, ctx.submission.deployment_id)
+    try:
+        descriptor_from_dict(deployment.descriptor, f"deployment {deployment.id} descriptor")
+    except DataFileError as exc:
+        return f"the deployment descriptor is not valid: {exc.message} ({exc.key or 'descriptor'})"
+    return None
+
+
+@guard("classification_present")
+def classification_present(ctx: Context) -> str | None:
+    if queries.latest_classification(ctx.session, ctx.submission) is None:
+        return "the case has no classification yet"
+    return None
+
+
+@guard("materiality_known")
+def materiality_known(ctx: Context) -> str | None:
+    if ctx.submission.kind == "change" and not ctx.submission.materiality:
+        return "a change submission needs its materiality (material, minor or depends on audit) assessed first"
+    return None
+
+
+@guard("justification_given", needs_data=True)
+def justification_given(ctx: Context) -> str | None:
+    text = (ctx.data.get("justification") or "").strip()
+    if len(text) < 20:
+        return "a written justification of at least 20 characters is required"
+    return None
+
+
+@guard("not_prohibited")
+def not_prohibited(ctx: Context) -> str | None:
+    classification = queries.latest_classification(ctx.session, ctx.submission)
+    if classification is not None and classification.prohibited:
+        rules = [f"{r['rule_id']}: {r['source']}" for r in classification.result.get("rule_trail", [])
+                 if r.get("sets", {}).get("prohibited")]
+        return ("this deployment can never be approved: it issues prescriptions without a physician or acts in the "
+                f"physician's place ({'; '.join(rules) or 'prohibition rule'})")
+    return None
+
+
+# --- the audit gate ------------------------------------------------------------------------------
+
+def _gate_run(ctx: Context) -> AuditRun | None:
+    run_id = ctx.data.get("audit_run") or ctx.payload.get("audit_run")
+    if run_id:
+        return ctx.session.get(AuditRun, run_id)
+    return queries.latest_audit(ctx.session, ctx.submission)
+
+
+@guard("audit_verdict_is_pass")
+def audit_verdict_is_pass(ctx: Context) -> str | None:
+    run = _gate_run(ctx)
+    if run is None or run.status != "completed":
+        return "the audit has not completed"
+    return None if run.verdict == "pass" else f"the audit verdict is '{run.verdict}', not pass"
+
+
+@guard("audit_verdict_is_not_pass")
+def audit_verdict_is_not_pass(ctx: Context) -> str | None:
+    run = _gate_run(ctx)
+    if run is None or run.status not in {"completed", "failed"}:
+        return "the audit has not finished"
+    return "the audit passed" if run.verdict == "pass" else None
+
+
+@guard("audit_passed")
+def audit_passed(ctx: Context) -> str | None:
+    if queries.audit_passed(ctx.session, ctx.submission):
+        return None
+    return "a failed or missing audit never leads to approval; the latest audit did not pass"
+
+
+@guard("no_pending_audit")
+def no_pending_audit(ctx: Context) -> str | None:
+    run = queries.latest_audit(ctx.session, ctx.submission)
+    if run is not None and run.status in {"queued", "running"}:
+        return f"audit run {run.id} is still {run.status}"
+    return None
+
+
+@guard("vote_consistent_with_audit", needs_data=True)
+def vote_consistent_with_audit(ctx: Context) -> str | None:
+    if ctx.data.get("meaning") in POSITIVE_VOTES and not queries.audit_passed(ctx.session, ctx.submission):
+        return "the audit did not pass: a vote to approve is not possible (vote to require revisions, defer or " \
+               "disapprove)"
+    return None
+
+
+# --- review --------------------------------------------------------------------------------------
+
+@guard("pathway_is_full_board")
+def pathway_is_full_board(ctx: Context) -> str | None:
+    if ctx.submission.pathway != Pathway.FULL_BOARD.value:
+        return "only the full board may do this; fast-track reviewers cannot disapprove (escalate instead)"
+    return None
+
+
+@guard("pathway_is_fast_track")
+def pathway_is_fast_track(ctx: Context) -> str | None:
+    if ctx.submission.pathway != Pathway.AI_SUBCOMMITTEE.value:
+        return "the case is already before the full board"
+    return None
+
+
+@guard("reviewer_eligible", needs_data=True)
+def reviewer_eligible(ctx: Context) -> str | None:
+    email = ctx.data.get("reviewer") or ""
+    reviewer = ctx.session.execute(select(User).where(User.email == email)).scalars().first()
+    if reviewer is None or not reviewer.active:
+        return f"no active user '{email}'"
+    if reviewer.id == ctx.submission.submitter_id:
+        return f"{reviewer.name} submitted this case and cannot review it"
+    eligible = _rules(ctx).eligible_roles(ctx.submission.pathway)
+    if not (roles_of(ctx.session, reviewer) & eligible):
+        return f"{reviewer.name} is not a member eligible for the {ctx.submission.pathway} pathway " \
+               f"(needs {' or '.join(sorted(eligible))})"
+    declared = queries.declaration(ctx.session, ctx.submission, reviewer)
+    if declared is not None and declared.has_conflict:
+        return f"{reviewer.name} declared a conflict of interest on this case"
+    if queries.is_assigned(ctx.session, ctx.submission, reviewer):
+        return f"{reviewer.name} is already assigned"
+    return None
+
+
+@guard("conflict_not_yet_declared")
+def conflict_not_yet_declared(ctx: Context) -> str | None:
+    if queries.declaration(ctx.session, ctx.submission, ctx.actor) is not None:
+        return "you have already declared your conflicts of interest on this case"
+    return None
+
+
+@guard("actor_declared_no_conflict")
+def actor_declared_no_conflict(ctx: Context) -> str | None:
+    declared = queries.declaration(ctx.session, ctx.submission, ctx.actor)
+    if declared is None:
+        return "declare your conflicts of interest first"
+    if declared.has_conflict:
+        return "you declared a conflict of interest and are recused from this case"
+    return None
+
+
+@guard("checklist_answers_valid", needs_data=True)
+def checklist_answers_valid(ctx: Context) -> str | None:
+    answers = ctx.data.get("answers")
+    if not isinstance(answers, dict) or not answers:
+        return "answers must map checklist item ids to {answer, comment}"
+    checklist = queries.checklist_of(ctx.session, ctx.submission, ctx.settings)
+    applicable = {item.id: item for item in checklist.applicable_items(queries.case_facts(ctx.session, ctx.submission))}
+    for item_id, entry in answers.items():
+        if item_id not in applicable:
+            return f"'{item_id}' is not an item of checklist '{checklist.id}' that applies to this case"
+        if not isinstance(entry, dict) or set(entry) - {"answer", "comment"}:
+            return f"'{item_id}': expected {{answer, comment}}"
+        answer = entry.get("answer")
+        if answer not in {a.value for a in ChecklistAnswer}:
+            return f"'{item_id}': answer must be yes, no or na"
+        if answer == ChecklistAnswer.NOT_APPLICABLE and not applicable[item_id].allows_na:
+            return f"'{item_id}': this item cannot be answered 'not applicable'"
+        if answer == ChecklistAnswer.NO and not str(entry.get("comment") or "").strip():
+            return f"'{item_id}': a 'no' needs a comment"
+    return None
+
+
+@guard("checklist_complete")
+def checklist_complete(ctx: Context) -> str | None:
+    missing = queries.missing_checklist_items(ctx.session, ctx.submission, ctx.actor, ctx.settings)
+    if missing:
+        return f"answer the required checklist items first: {', '.join(missing)}"
+    return None
+
+
+@guard("meeting_is_open", needs_data=True)
+def meeting_is_open(ctx: Context) -> str | None:
+    meeting = ctx.session.get(Meeting, ctx.data.get("meeting"))
+    if meeting is None:
+        return f"no meeting {ctx.data.get('meeting')}"
+    if meeting.status == "closed":
+        return f"meeting {meeting.id} is closed"
+    return None
+
+
+@guard("actor_may_vote")
+def actor_may_vote(ctx: Context) -> str | None:
+    submission = ctx.submission
+    if submission.pathway == Pathway.AI_SUBCOMMITTEE.value:
+        if not queries.is_assigned(ctx.session, submission, ctx.actor):
+            return "only the reviewers assigned to this fast-track case vote on it"
+        if not (ctx.roles & _rules(ctx).eligible_roles(submission.pathway)):
+            return "only AI sub-committee members vote on fast-track cases"
+        return None
+    if not (ctx.roles & _rules(ctx).eligible_roles(Pathway.FULL_BOARD.value)):
+        return "only full-board members vote on full-board cases"
+    if submission.meeting_id is None:
+        return "the case is not on a meeting agenda yet: full-board votes are cast at a convened meeting"
+    row = ctx.session.execute(select(MeetingAttendance).where(MeetingAttendance.meeting_id == submission.meeting_id,
+                                                              MeetingAttendance.user_id == ctx.actor.id)).scalars().first()
+    if row is None or not row.present:
+        return "you are not recorded as present at the meeting that considers this case"
+    if row.capacity != "member":
+        return f"you attend as {row.capacity}: advisers and guests do not vote"
+    return None
+
+
+@guard("not_yet_voted")
+def not_yet_voted(ctx: Context) -> str | None:
+    if any(v.voter_id == ctx.actor.id for v in queries.votes_this_round(ctx.session, ctx.submission)):
+        return "you have already voted in this round"
+    return None
+
+
+@guard("signature_password_valid", needs_data=True)
+def signature_password_valid(ctx: Context) -> str | None:
+    if not verify_password(ctx.actor.password_hash, ctx.data.get("password") or ""):
+        return "the password does not match: the electronic signature was not applied"
+    return None
+
+
+# --- the decision gate ---------------------------------------------------------------------------
+
+@guard("decision_supported_by_votes")
+def decision_supported_by_votes(ctx: Context) -> str | None:
+    rules = _rules(ctx)
+    outcome = DECISION_OUTCOMES[ctx.transition.event].value
+    counts = queries.tally(ctx.session, ctx.submission, rules)
+    if ctx.submission.pathway == Pathway.FULL_BOARD.value:
+        quorum = counts["quorum"]
+        if not quorum["met"]:
+            return "no quorum: " + "; ".join(quorum["shortfalls"])
+        if outcome == "deferred":
+            return None
+        meanings = {"approved": {VoteMeaning.APPROVE, VoteMeaning.APPROVE_WITH_CONDITIONS},
+                    "approved_with_conditions": {VoteMeaning.APPROVE, VoteMeaning.APPROVE_WITH_CONDITIONS},
+                    "revisions_required": {VoteMeaning.REQUIRE_REVISIONS},
+                    "disapproved": {VoteMeaning.DISAPPROVE}}[outcome]
+        votes_for, met = queries.outcome_support(counts["counts"], counts["eligible"], rules.full_board.approval_threshold,
+                                                 {m.value for m in meanings})
+        if not met:
+            return (f"{votes_for} of {counts['eligible']} eligible members present voted for '{outcome}'; "
+                    f"the {rules.full_board.approval_threshold} rule is not met")
+        return None
+    # fast track: every assigned, non-conflicted reviewer has voted, and they agree
+    eligible, voted = counts["eligible"], counts["voted"]
+    if eligible < rules.ai_subcommittee.min_reviewers:
+        return f"{eligible} eligible reviewers assigned; the fast track needs {rules.ai_subcommittee.min_reviewers}"
+    if voted < eligible:
+        return f"{voted} of {eligible} assigned reviewers have voted"
+    c = counts["counts"]
+    positive = c["approve"] + c["approve_with_conditions"]
+    if outcome == "approved":
+        return None if c["approve"] == eligible else "not every reviewer voted to approve without conditions"
+    if outcome == "approved_with_conditions":
+        return None if positive == eligible else "not every reviewer voted to approve"
+    if outcome == "revisions_required":
+        return None if c["require_revisions"] else "no reviewer asked for revisions"
+    if outcome == "deferred":
+        return None if c["defer"] else "no reviewer asked to defer"
+    return "the fast track cannot record this outcome"
+
+
+@guard("no_open_blocking_obligations")
+def no_open_blocking_obligations(ctx: Context) -> str | None:
+    from .obligations import open_blocking_obligations
+
+    open_ids = open_blocking_obligations(ctx.session, ctx.submission)
+    if open_ids:
+        return ("blocking obligations are still open: " + ", ".join(open_ids) +
+                " (satisfy them with evidence, or approve with conditions)")
+    return None
+
+
+# --- incidents and monitoring --------------------------------------------------------------------
+
+@guard("case_opened_by_the_system")
+def case_opened_by_the_system(ctx: Context) -> str | None:
+    if ctx.submission.kind != SubmissionKind.INCIDENT:
+        return "only incident cases are filed by the system; the submitter submits the others"
+    return None
+
+
+@guard("case_may_be_withdrawn")
+def case_may_be_withdrawn(ctx: Context) -> str | None:
+    if ctx.submission.kind == SubmissionKind.INCIDENT:
+        return "an incident review cannot be withdrawn; the chair closes it with a decision"
+    return None
+
+
+@guard("adverse_event_reported")
+def adverse_event_reported(ctx: Context) -> str | None:
+    if ctx.submission.kind != SubmissionKind.INCIDENT or not ctx.submission.incident_id:
+        return None
+    incident = ctx.session.get(Incident, ctx.submission.incident_id)
+    if incident.adverse_event_required and not incident.adverse_event_reference:
+        return (f"incident #{incident.id} on a medical-device deployment must be reported to the national "
+                "adverse-event monitoring system: record the report number on the incident first")
+    return None
+
+
+@guard("suspension_cause_allowed", needs_data=True)
+def suspension_cause_allowed(ctx: Context) -> str | None:
+    cause = ctx.data.get("cause")
+    if ctx.actor is not None and cause not in (None, SuspensionCause.CHAIR.value):
+        return f"'{cause}' suspensions are made by the system; the chair suspends with cause 'chair'"
+    if ctx.actor is None and cause in (None, SuspensionCause.CHAIR.value):
+        return "an automatic suspension must name its cause"
+    return None
+
+
+@guard("continuing_review_not_overdue")
+def continuing_review_not_overdue(ctx: Context) -> str | None:
+    due = ctx.deployment.continuing_review_due
+    if due is not None and ctx.now.date() >= due:
+        return (f"the continuing review was due on {due.isoformat()}: the deployment comes back when a continuing "
+                "review is approved, not by reinstatement")
+    return None
+
+
+@guard("approved_digest_is_served")
+def approved_digest_is_served(ctx: Context) -> str | None:
+    from .monitoring.integrity import check_served_model
+
+    if queries.suspension_cause(ctx.session, ctx.deployment) != SuspensionCause.INTEGRITY:
+        return None
+    version = queries.approved_version(ctx.session, ctx.deployment)
+    check = check_served_model(version)
+    if check.status != "match":
+        return f"the served model is still not the approved one: {check.detail}"
+    return None

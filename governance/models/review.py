@@ -1,0 +1,150 @@
+"""The committee's work on a case: assignments, declarations, checklists, meetings, votes, decisions."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, CheckConstraint, Column, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from ..domain import ChecklistAnswer, Outcome, Pathway, VoteMeaning
+from .base import in_enum, utcnow
+
+
+class Assignment(SQLModel, table=True):
+    """A reviewer named by the chair for a case."""
+
+    __tablename__ = "assignment"
+    __table_args__ = (UniqueConstraint("submission_id", "reviewer_id", name="uq_assignment_submission_reviewer"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    submission_id: int = Field(foreign_key="submission.id", index=True)
+    reviewer_id: int = Field(foreign_key="user_account.id", index=True)
+    assigned_by_id: int | None = Field(default=None, foreign_key="user_account.id")
+    assigned_at: datetime = Field(default_factory=utcnow)
+    due_date: date | None = None
+
+
+class ConflictDeclaration(SQLModel, table=True):
+    """A participant's conflict-of-interest declaration; a conflicted member neither votes nor counts to quorum."""
+
+    __tablename__ = "conflict_declaration"
+    __table_args__ = (UniqueConstraint("submission_id", "user_id", name="uq_conflict_declaration_submission_user"),
+                      CheckConstraint("NOT has_conflict OR length(statement) > 0", name="conflict_explained"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    submission_id: int = Field(foreign_key="submission.id", index=True)
+    user_id: int = Field(foreign_key="user_account.id", index=True)
+    has_conflict: bool
+    statement: str = ""
+    declared_at: datetime = Field(default_factory=utcnow)
+
+
+class ChecklistResponse(SQLModel, table=True):
+    __tablename__ = "checklist_response"
+    __table_args__ = (
+        UniqueConstraint("submission_id", "round", "reviewer_id", "item_id",
+                         name="uq_checklist_response_item"),
+        in_enum("answer", ChecklistAnswer),
+        CheckConstraint("answer != 'no' OR length(comment) > 0", name="no_needs_comment"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    submission_id: int = Field(foreign_key="submission.id", index=True)
+    round: int = 1
+    reviewer_id: int = Field(foreign_key="user_account.id", index=True)
+    checklist_id: str = Field(max_length=80)
+    checklist_version: str = Field(max_length=40)
+    item_id: str = Field(max_length=80)
+    answer: str = Field(max_length=5)
+    comment: str = ""
+    answered_at: datetime = Field(default_factory=utcnow)
+
+
+class Meeting(SQLModel, table=True):
+    """A convened full-board meeting; attendance decides quorum."""
+
+    __tablename__ = "meeting"
+    __table_args__ = (in_enum("status", ["scheduled", "in_session", "closed"]),
+                      in_enum("committee", Pathway))
+
+    id: int | None = Field(default=None, primary_key=True)
+    title: str = Field(max_length=200)
+    committee: str = Field(default=Pathway.FULL_BOARD.value, max_length=20)
+    scheduled_for: datetime
+    location: str = Field(default="", max_length=200)
+    status: str = Field(default="scheduled", max_length=20)
+    created_by_id: int | None = Field(default=None, foreign_key="user_account.id")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class MeetingAttendance(SQLModel, table=True):
+    __tablename__ = "meeting_attendance"
+    __table_args__ = (UniqueConstraint("meeting_id", "user_id", name="uq_meeting_attendance_member"),
+                      in_enum("capacity", ["member", "adviser", "guest"]))
+
+    id: int | None = Field(default=None, primary_key=True)
+    meeting_id: int = Field(foreign_key="meeting.id", index=True)
+    user_id: int = Field(foreign_key="user_account.id", index=True)
+    present: bool = True
+    #: Advisers and guests give information but do not vote or count to quorum.
+    capacity: str = Field(default="member", max_length=10)
+    recorded_at: datetime = Field(default_factory=utcnow)
+
+
+class Vote(SQLModel, table=True):
+    """A vote is an electronic signature: printed name, UTC time and meaning, linked to the exact record."""
+
+    __tablename__ = "vote"
+    __table_args__ = (UniqueConstraint("submission_id", "round", "voter_id", name="uq_vote_once_per_round"),
+                      in_enum("meaning", VoteMeaning))
+
+    id: int | None = Field(default=None, primary_key=True)
+    submission_id: int = Field(foreign_key="submission.id", index=True)
+    round: int = 1
+    voter_id: int = Field(foreign_key="user_account.id", index=True)
+    meeting_id: int | None = Field(default=None, foreign_key="meeting.id")
+    meaning: str = Field(max_length=30)
+    comment: str = ""
+    #: The signature manifestation (21 CFR 11.50): printed name, date and time (UTC), meaning.
+    printed_name: str = Field(max_length=200)
+    signed_at: datetime = Field(default_factory=utcnow)
+    #: sha256 over the signed record (case, round, weights digest, meaning, signer, time): links the
+    #: signature to what was signed so it cannot be cut out and reused (11.70).
+    record_digest: str = Field(max_length=64)
+    #: How the signer authenticated: "password" (re-entered at signing).
+    method: str = Field(default="password", max_length=20)
+
+
+class Decision(SQLModel, table=True):
+    __tablename__ = "decision"
+    __table_args__ = (in_enum("outcome", Outcome),
+                      CheckConstraint("outcome != 'approved_with_conditions' OR length(conditions) > 0",
+                                      name="conditions_stated"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    submission_id: int = Field(foreign_key="submission.id", index=True)
+    round: int = 1
+    outcome: str = Field(max_length=30)
+    conditions: str = ""
+    reason: str = ""
+    decided_by_id: int | None = Field(default=None, foreign_key="user_account.id")
+    decided_at: datetime = Field(default_factory=utcnow)
+    meeting_id: int | None = Field(default=None, foreign_key="meeting.id")
+    #: The exact model version approved or refused (its weights digest is in the event payload too).
+    model_version_id: int = Field(foreign_key="model_version.id")
+    #: Votes counted, by meaning, and who was eligible.
+    tally: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    #: The quorum record: members present, non-scientists, externals, the rule applied.
+    quorum: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class Comment(SQLModel, table=True):
+    __tablename__ = "comment"
+
+    id: int | None = Field(default=None, primary_key=True)
+    submission_id: int = Field(foreign_key="submission.id", index=True)
+    author_id: int = Field(foreign_key="user_account.id")
+    text: str
+    created_at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,77 @@
+"""People, their roles, and their API tokens."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, String, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from ..domain import Role
+from .base import in_enum, utcnow
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "user_account"
+
+    id: int | None = Field(default=None, primary_key=True)
+    #: Lower-cased; the login name.
+    email: str = Field(sa_column=Column(String(254), unique=True, nullable=False))
+    name: str = Field(max_length=200)
+    #: Chinese name, printed beside the name in dossiers when known.
+    name_zh: str = Field(default="", max_length=200)
+    #: argon2id hash; empty for accounts that may only use API tokens.
+    password_hash: str = Field(default="", max_length=255)
+    active: bool = True
+    #: Committee composition used by quorum rules (45 CFR 46.107, Sci-Tech Ethics Review Art. 14).
+    is_scientist: bool = True
+    is_affiliated: bool = True
+    failed_logins: int = 0
+    locked_until: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+    # Flask-Login protocol
+    @property
+    def is_active(self) -> bool:
+        return self.active
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def is_anonymous(self) -> bool:
+        return False
+
+    def get_id(self) -> str:
+        return str(self.id)
+
+
+class RoleAssignment(SQLModel, table=True):
+    __tablename__ = "role_assignment"
+    __table_args__ = (UniqueConstraint("user_id", "role", name="uq_role_assignment_user_role"),
+                      in_enum("role", Role))
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user_account.id", index=True)
+    role: str = Field(max_length=40)
+    granted_at: datetime = Field(default_factory=utcnow)
+    granted_by_id: int | None = Field(default=None, foreign_key="user_account.id")
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token; only its sha256 is stored, the token itself is shown once."""
+
+    __tablename__ = "api_token"
+    __table_args__ = (in_enum("scope", ["read", "submit"]),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user_account.id", index=True)
+    name: str = Field(max_length=100)
+    #: First characters of the token, to let people recognise it in a list.
+    prefix: str = Field(max_length=16)
+    token_sha256: str = Field(sa_column=Column(String(64), unique=True, nullable=False))
+    scope: str = Field(default="read", max_length=10)
+    created_at: datetime = Field(default_factory=utcnow)
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None

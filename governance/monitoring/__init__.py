@@ -1,0 +1,1 @@
+"""After approval: continuing review, reminders, incidents, scheduled re-audits and drift."""

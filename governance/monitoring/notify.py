@@ -1,0 +1,108 @@
+"""Notifications: always in the app, and by e-mail over SMTP when the instance has an SMTP host.
+
+A notification with a ``dedupe_key`` is written at most once per person (a unique column), which is
+what makes each continuing-review reminder go out once however often the scheduler runs. E-mail is
+sent after the transaction commits; a message that could not be sent keeps ``emailed_at`` empty and is
+retried by the next scheduler tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+
+from sqlalchemy import func, select, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from ..config import Settings
+from ..db import after_commit, make_session_factory
+from ..models import Notification, RoleAssignment, User, utcnow
+
+log = logging.getLogger(__name__)
+#: E-mails not sent within this window are given up (the in-app notification stays).
+EMAIL_RETRY_WINDOW = timedelta(days=7)
+
+
+def people_with_roles(session: Session, *roles: str) -> list[User]:
+    return list(session.execute(select(User).join(RoleAssignment, RoleAssignment.user_id == User.id)
+                                .where(RoleAssignment.role.in_(roles), User.active.is_(True))
+                                .order_by(User.id).distinct()).scalars())
+
+
+def notify(session: Session, settings: Settings, recipients: Iterable[User | None], *, kind: str, subject: str,
+           body: str = "", link: str = "", dedupe_key: str | None = None,
+           now: datetime | None = None) -> list[Notification]:
+    """Write one notification per distinct recipient (skipping those already holding ``dedupe_key``)."""
+    people = {user.id: user for user in recipients if user is not None and user.active}
+    if not people:
+        return []
+    keys = {uid: f"{dedupe_key}:user{uid}" if dedupe_key else None for uid in people}
+    if dedupe_key:
+        existing = set(session.execute(select(Notification.dedupe_key).where(
+            Notification.dedupe_key.in_([k for k in keys.values() if k]))).scalars())
+        people = {uid: user for uid, user in people.items() if keys[uid] not in existing}
+    created = []
+    for uid in sorted(people):
+        note = Notification(user_id=uid, kind=kind, subject=subject[:300], body=body, link=link[:300],
+                            dedupe_key=keys[uid], created_at=now or utcnow())
+        session.add(note)
+        created.append(note)
+    session.flush()
+    if created and settings.smtp_host:
+        engine, ids = session.get_bind(), [note.id for note in created]
+        after_commit(session, lambda: send_emails(engine, settings, ids))
+    return created
+
+
+def _message(settings: Settings, note: Notification, user: User) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = settings.smtp_sender
+    message["To"] = f"{user.name} <{user.email}>"
+    message["Subject"] = f"[IRB] {note.subject}"
+    link = f"\n\n{settings.server_name_url.rstrip('/')}{note.link}" if note.link else ""
+    message.set_content(f"{note.body or note.subject}{link}\n\n— {settings.institution_name} ethics review\n")
+    return message
+
+
+def send_emails(engine: Engine, settings: Settings, ids: list[int] | None = None,
+                now: datetime | None = None) -> int:
+    """Send the e-mails of notifications ``ids`` (or of every unsent recent one); returns how many went."""
+    if not settings.smtp_host:
+        return 0
+    factory = make_session_factory(engine)
+    with factory() as session:
+        query = select(Notification, User).join(User, User.id == Notification.user_id).where(
+            Notification.emailed_at.is_(None))
+        if ids is not None:
+            query = query.where(Notification.id.in_(ids))
+        else:
+            query = query.where(Notification.created_at >= (now or utcnow()) - EMAIL_RETRY_WINDOW)
+        pending = session.execute(query.order_by(Notification.id)).all()
+        if not pending:
+            return 0
+        sent = []
+        try:
+            with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=10) as smtp:
+                if settings.smtp_starttls:
+                    smtp.starttls()
+                if settings.smtp_username:
+                    smtp.login(settings.smtp_username, settings.smtp_password)
+                for note, user in pending:
+                    smtp.send_message(_message(settings, note, user))
+                    sent.append(note.id)
+        except (OSError, smtplib.SMTPException) as exc:  # kept for the next tick; the in-app copy is there
+            log.warning("e-mail via %s:%s failed after %d of %d messages: %s", settings.smtp_host,
+                        settings.smtp_port, len(sent), len(pending), exc)
+        if sent:
+            session.execute(update(Notification).where(Notification.id.in_(sent)).values(emailed_at=utcnow()))
+            session.commit()
+        return len(sent)
+
+
+def unread_count(session: Session, user: User) -> int:
+    return session.execute(select(func.count(Notification.id)).where(
+        Notification.user_id == user.id, Notification.read_at.is_(None))).scalar_one()

@@ -1,0 +1,259 @@
+"""The watch after approval, one pass at a time.
+
+:func:`tick` does everything that is due at ``now``: continuing-review reminders (each once), the
+automatic suspension of deployments whose continuing review is past due, the expiry of those left
+suspended too long, scheduled re-audits (integrity first), the review of finished re-audits, resuming
+stalled audits, dossiers still to emit, and e-mail still to send. Each step commits on its own, so a
+failure in one deployment never loses another's work, and running a pass twice changes nothing more.
+``govern scheduler tick [--now]`` runs one pass (cron, tests); ``govern scheduler run`` loops;
+Celery beat runs it when a broker is configured.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from .. import queries
+from ..config import Settings
+from ..db import make_session_factory
+from ..domain import Role, SubmissionKind, SuspensionCause
+from ..models import AuditRun, Deployment, Submission, User, utcnow
+from ..workflow import OPEN_STATES, DeploymentStatus
+from .notify import notify, people_with_roles, send_emails
+from .policy import load_monitoring
+
+log = logging.getLogger(__name__)
+#: An audit without a heartbeat for this long is taken to have lost its worker and is resumed.
+STALE_AUDIT_AFTER = timedelta(minutes=15)
+
+
+@dataclass
+class TickReport:
+    now: datetime
+    reminders: list[dict[str, Any]] = field(default_factory=list)
+    suspended: list[dict[str, Any]] = field(default_factory=list)
+    expired: list[dict[str, Any]] = field(default_factory=list)
+    reaudits: list[dict[str, Any]] = field(default_factory=list)
+    reviewed: list[dict[str, Any]] = field(default_factory=list)
+    resumed_audits: list[int] = field(default_factory=list)
+    dossiers: int = 0
+    emails: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = [f"scheduler pass at {self.now.isoformat(timespec='seconds')}"]
+        out += [f"  reminder: {r['deployment_name']} — continuing review due {r['due']} ({r['days_left']} days; "
+                f"{r['window']}-day reminder to {r['recipients']} people)" for r in self.reminders]
+        out += [f"  suspended: {s['deployment_name']} — {s['reason']}" for s in self.suspended]
+        out += [f"  expired: {e['deployment_name']} — {e['reason']}" for e in self.expired]
+        out += [f"  re-audit: deployment {r['deployment']} integrity {r['integrity']}"
+                + (f", run {r['run']}" if r.get("run") else "") + (" — SUSPENDED" if r.get("suspended") else "")
+                for r in self.reaudits]
+        out += [f"  re-audit reviewed: run {r['run']}" + (f" — regression, incident #{r['incident']}"
+                                                          if r.get("incident") else " — no significant regression")
+                for r in self.reviewed]
+        if self.resumed_audits:
+            out.append(f"  resumed audits: {', '.join(map(str, self.resumed_audits))}")
+        if self.dossiers:
+            out.append(f"  dossiers emitted: {self.dossiers}")
+        if self.emails:
+            out.append(f"  e-mails sent: {self.emails}")
+        out += [f"  ERROR: {e}" for e in self.errors]
+        if len(out) == 1:
+            out.append("  nothing due")
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"now": self.now.isoformat(), "reminders": self.reminders, "suspended": self.suspended,
+                "expired": self.expired, "reaudits": self.reaudits, "reviewed": self.reviewed,
+                "resumed_audits": self.resumed_audits, "dossiers": self.dossiers, "emails": self.emails,
+                "errors": self.errors}
+
+
+def tick(engine: Engine, settings: Settings, now: datetime | None = None) -> TickReport:
+    """One pass of everything due at ``now`` (default: the current time)."""
+    report = TickReport(now=now or utcnow())
+    factory = make_session_factory(engine)
+    for step in (_reminders, _suspend_overdue, _expire_lapsed, _reaudits, _review_reaudits, _resume_stalled,
+                 _dossiers):
+        with factory() as session:
+            try:
+                step(session, settings, report)
+            except Exception as exc:  # one failing step must not stop the others; the next pass retries
+                session.rollback()
+                log.exception("scheduler step %s failed", step.__name__)
+                report.errors.append(f"{step.__name__.strip('_')}: {exc}")
+    try:
+        report.emails = send_emails(engine, settings, now=report.now)
+    except Exception as exc:  # pragma: no cover - send_emails already logs SMTP failures
+        report.errors.append(f"emails: {exc}")
+    return report
+
+
+def _each(session: Session, query, report: TickReport, work) -> None:
+    """Run ``work`` per row, committing each alone; a refusal for one row is reported, not fatal."""
+    from ..operations.engine import GovernanceError
+
+    for row in session.execute(query).scalars().all():
+        try:
+            work(row)
+            session.commit()
+        except GovernanceError as exc:
+            session.rollback()
+            report.errors.append(f"deployment {getattr(row, 'id', '?')}: {exc}")
+
+
+# --- continuing review ---------------------------------------------------------------------------
+
+def _reminders(session: Session, settings: Settings, report: TickReport) -> None:
+    policy = load_monitoring(settings.regulations_dir).continuing_review
+    windows = sorted(policy.reminder_days_before)
+    today = report.now.date()
+    horizon = today + timedelta(days=max(windows))
+    query = select(Deployment).where(Deployment.status == DeploymentStatus.ACTIVE,
+                                     Deployment.continuing_review_due.is_not(None),
+                                     Deployment.continuing_review_due > today,
+                                     Deployment.continuing_review_due <= horizon).order_by(Deployment.id)
+
+    def remind(deployment: Deployment) -> None:
+        days_left = (deployment.continuing_review_due - today).days
+        window = next(w for w in windows if days_left <= w)  # the nearest window reached: sent once
+        case = _open_continuing_review(session, settings, deployment, report.now)
+        owner = session.get(User, deployment.owner_id)
+        due = deployment.continuing_review_due.isoformat()
+        created = notify(
+            session, settings, [owner, *people_with_roles(session, Role.IRB_CHAIR)], kind="continuing_review",
+            subject=f"Continuing review of {deployment.name} due {due} ({days_left} days)",
+            body=(f"The approval of {deployment.name} lapses on {due}: the deployment is suspended automatically "
+                  f"unless a continuing review is approved by then. Case #{case.id} is open for it."),
+            link=f"/submissions/{case.id}", dedupe_key=f"continuing-review:{deployment.id}:{due}:{window}",
+            now=report.now)
+        if created:
+            report.reminders.append({"deployment": deployment.id, "deployment_name": deployment.name, "due": due,
+                                     "days_left": days_left, "window": window, "recipients": len(created),
+                                     "case": case.id})
+
+    _each(session, query, report, remind)
+
+
+def _open_continuing_review(session: Session, settings: Settings, deployment: Deployment,
+                            now: datetime) -> Submission:
+    """The deployment's open continuing-review case, opened in draft for its owner when there is none."""
+    from ..operations.cases import open_submission
+
+    existing = session.execute(select(Submission).where(
+        Submission.deployment_id == deployment.id, Submission.kind == SubmissionKind.CONTINUING,
+        Submission.state.in_([s.value for s in OPEN_STATES])).order_by(Submission.id.desc()).limit(1)).scalars().first()
+    if existing is not None:
+        return existing
+    version = queries.approved_version(session, deployment)
+    return open_submission(session, kind=SubmissionKind.CONTINUING.value, deployment=deployment,
+                           model_version=version, submitter=session.get(User, deployment.owner_id),
+                           title=f"{deployment.name} — continuing review due "
+                                 f"{deployment.continuing_review_due.isoformat()}",
+                           summary="Opened by the scheduler with the first reminder. Describe the use since "
+                                   "approval, incidents, changes and monitoring results, then submit.")
+
+
+def _suspend_overdue(session: Session, settings: Settings, report: TickReport) -> None:
+    from ..operations.engine import fire
+
+    today = report.now.date()
+    query = select(Deployment).where(Deployment.status == DeploymentStatus.ACTIVE,
+                                     Deployment.continuing_review_due.is_not(None),
+                                     Deployment.continuing_review_due <= today).order_by(Deployment.id)
+
+    def suspend(deployment: Deployment) -> None:
+        reason = (f"continuing review overdue: approval lapsed on {deployment.continuing_review_due.isoformat()} "
+                  "without an approved continuing review")
+        fire(session, deployment, "suspend", None, {"reason": reason,
+                                                    "cause": SuspensionCause.CONTINUING_REVIEW_OVERDUE.value},
+             settings=settings, now=report.now)
+        report.suspended.append({"deployment": deployment.id, "deployment_name": deployment.name, "reason": reason})
+
+    _each(session, query, report, suspend)
+
+
+def _expire_lapsed(session: Session, settings: Settings, report: TickReport) -> None:
+    from ..operations.engine import fire
+
+    days = load_monitoring(settings.regulations_dir).continuing_review.expire_after_days
+    query = select(Deployment).where(Deployment.status == DeploymentStatus.SUSPENDED).order_by(Deployment.id)
+
+    def expire(deployment: Deployment) -> None:
+        suspension = queries.latest_suspension(session, deployment)
+        if suspension is None or suspension.payload.get("cause") != SuspensionCause.CONTINUING_REVIEW_OVERDUE:
+            return
+        if report.now - suspension.occurred_at < timedelta(days=days):
+            return
+        reason = (f"suspended since {suspension.occurred_at.date().isoformat()} for an overdue continuing review "
+                  f"and not renewed within {days} days")
+        fire(session, deployment, "expire", None, {"reason": reason}, settings=settings, now=report.now)
+        report.expired.append({"deployment": deployment.id, "deployment_name": deployment.name, "reason": reason})
+
+    _each(session, query, report, expire)
+
+
+# --- re-audits -----------------------------------------------------------------------------------
+
+def _reaudits(session: Session, settings: Settings, report: TickReport) -> None:
+    from .reaudit import start_reaudit
+
+    query = select(Deployment).where(Deployment.status == DeploymentStatus.ACTIVE,
+                                     Deployment.approved_version_id.is_not(None),
+                                     Deployment.next_reaudit_at.is_not(None),
+                                     Deployment.next_reaudit_at <= report.now).order_by(Deployment.id)
+    _each(session, query, report, lambda deployment: report.reaudits.append(
+        start_reaudit(session, settings, deployment, now=report.now)))
+
+
+def _review_reaudits(session: Session, settings: Settings, report: TickReport) -> None:
+    from .reaudit import review_reaudit, unreviewed_reaudits
+
+    for run_id in unreviewed_reaudits(session):
+        review = review_reaudit(session, settings, session.get(AuditRun, run_id))
+        session.commit()
+        report.reviewed.append({"run": run_id, "incident": review.get("incident")})
+
+
+def _resume_stalled(session: Session, settings: Settings, report: TickReport) -> None:
+    from ..audit.gate import stale_runs
+    from ..audit.jobs import dispatch, running
+
+    busy = set(running())
+    for run_id in stale_runs(session, STALE_AUDIT_AFTER):
+        if run_id not in busy:
+            dispatch(session.get_bind(), settings, run_id)
+            report.resumed_audits.append(run_id)
+
+
+def _dossiers(session: Session, settings: Settings, report: TickReport) -> None:
+    from ..dossier.keys import SigningKeyError
+    from ..operations.dossiers import emit_pending, pending
+
+    try:
+        report.dossiers = len(emit_pending(session, settings))
+    except SigningKeyError as exc:
+        session.rollback()
+        report.errors.append(f"dossiers: {len(pending(session))} gate events wait for their signed dossier: {exc}")
+
+
+# --- running ---------------------------------------------------------------------------------------
+
+def run_forever(engine: Engine, settings: Settings, interval: float, stop: threading.Event | None = None,
+                on_report=None) -> None:
+    """Tick every ``interval`` seconds until ``stop`` is set (the long-running ``govern scheduler run``)."""
+    stop = stop or threading.Event()
+    while not stop.is_set():
+        report = tick(engine, settings)
+        if on_report is not None:
+            on_report(report)
+        stop.wait(interval)

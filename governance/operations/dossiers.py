@@ -1,0 +1,92 @@
+"""Emitting dossiers: render, sign, store (file and record), and write the event. Never overwrites."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from .. import eventlog, queries
+from ..config import Settings
+from ..domain import SubmissionKind
+from ..dossier import context as dossier_context
+from ..dossier.keys import fingerprint, load_certificate
+from ..dossier.render import render
+from ..dossier.signing import load_signer, sign
+from ..models import Dossier, Event, Submission, User, utcnow
+from .engine import GovernanceError
+
+DOSSIER_DIR = "dossiers"
+#: Events that close a gate; each is documented by a signed dossier.
+GATE_EVENTS = {"audit_passed": "audit", "audit_failed": "audit", "approve": "decision",
+               "approve_with_conditions": "decision", "require_revisions": "decision", "defer": "decision",
+               "disapprove": "decision"}
+
+
+def _file_name(submission: Submission, gate: str, event_seq: int | None) -> str:
+    stamp = re.sub(r"[^0-9T]", "", utcnow().strftime("%Y%m%dT%H%M%S%f"))
+    return f"submission-{submission.id}/{gate}-e{event_seq or 0}-{stamp}.pdf"
+
+
+def emit(session: Session, settings: Settings, submission: Submission, gate: str, *, event_seq: int | None = None,
+         actor: User | None = None) -> Dossier:
+    """Render and sign a new dossier for ``submission`` at ``gate`` (flushed; the caller commits)."""
+    if gate not in {"audit", "decision", "suspension", "continuing_review"}:
+        raise GovernanceError(f"unknown gate '{gate}'")
+    signer = load_signer(settings)  # before rendering: without a key there is nothing to do
+    context, attachments = dossier_context.build(session, settings, submission, gate, event_seq=event_seq)
+    rendered = render(context, attachments, settings.reports_dir)
+    signed = sign(rendered.pdf, rendered.signature_box, settings, signer=signer,
+                  reason=f"Ethics review dossier: submission {submission.id}, {gate} gate")
+    relative = _file_name(submission, gate, event_seq)
+    target = settings.instance_path / DOSSIER_DIR / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("xb") as handle:  # "x": a dossier file is never overwritten
+        handle.write(signed)
+    certificate = load_certificate(settings)
+    digest = hashlib.sha256(signed).hexdigest()
+    run = queries.latest_audit(session, submission)
+    dossier = Dossier(submission_id=submission.id, deployment_id=submission.deployment_id, gate=gate, path=relative,
+                      sha256=digest, size=len(signed), signer_fingerprint=fingerprint(certificate),
+                      signer_subject=certificate.subject.rfc4514_string()[:300], audit_run_id=run.id if run else None,
+                      event_seq=event_seq, page_count=rendered.pages, chain_head=context["chain"]["head"],
+                      created_by_id=actor.id if actor else None)
+    session.add(dossier)
+    session.flush()
+    eventlog.append(session, "dossier_emitted", actor=actor, submission_id=submission.id,
+                    deployment_id=submission.deployment_id, payload={
+                        "dossier": dossier.id, "gate": gate, "sha256": digest, "pages": rendered.pages,
+                        "signer_fingerprint": dossier.signer_fingerprint, "documents_event": event_seq,
+                        "attachments": rendered.manifest["attachments"]})
+    return dossier
+
+
+def gate_of(event_name: str, kind: str) -> str:
+    """The gate an event closes; the decision on a continuing review is the continuing-review gate."""
+    gate = GATE_EVENTS[event_name]
+    return "continuing_review" if gate == "decision" and kind == SubmissionKind.CONTINUING else gate
+
+
+def pending(session: Session) -> list[tuple[int, int, str]]:
+    """Gate events still without a dossier: (submission id, event seq, gate)."""
+    documented = set(session.execute(select(Dossier.event_seq).where(Dossier.event_seq.is_not(None))).scalars())
+    rows = session.execute(select(Event.submission_id, Event.seq, Event.name, Submission.kind)
+                           .join(Submission, Submission.id == Event.submission_id).where(
+        Event.name.in_(list(GATE_EVENTS)), Event.submission_id.is_not(None)).order_by(Event.seq)).all()
+    return [(row.submission_id, row.seq, gate_of(row.name, row.kind)) for row in rows if row.seq not in documented]
+
+
+def emit_pending(session: Session, settings: Settings, limit: int = 50) -> list[Dossier]:
+    """Emit a dossier for every documented gate event that has none yet (crash-safe catch-up)."""
+    emitted = []
+    for submission_id, seq, gate in pending(session)[:limit]:
+        emitted.append(emit(session, settings, session.get(Submission, submission_id), gate, event_seq=seq))
+        session.commit()
+    return emitted
+
+
+def absolute_path(settings: Settings, dossier: Dossier) -> Path:
+    return settings.instance_path / DOSSIER_DIR / dossier.path

@@ -1,0 +1,405 @@
+"""The named effects of the workflow: what a transition writes besides the state and its event.
+
+Effects run inside :func:`~governance.operations.engine.fire` after every guard agreed, in the same
+transaction; they flush, never commit. What they add to ``ctx.payload`` goes into the event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date
+
+from dateutil.relativedelta import relativedelta
+from sqlalchemy import select
+
+from .. import eventlog, queries
+from ..db import after_commit
+from ..committees import load_committee_rules
+from ..domain import POSITIVE_VOTES, Pathway, Role, SubmissionKind, SuspensionCause, VoteMeaning
+from ..models import (Assignment, ChecklistResponse, Classification, Comment, ConflictDeclaration, Decision, Incident,
+                      Meeting, ModelVersion, User, Vote)
+from ..workflow import DECISION_OUTCOMES, DeploymentStatus
+from .engine import Context, effect, fire
+
+
+@effect("stamp_submitted")
+def stamp_submitted(ctx: Context) -> None:
+    ctx.submission.submitted_at = ctx.now
+    version = ctx.session.get(ModelVersion, ctx.submission.model_version_id)
+    ctx.payload.update(model_version=version.version_label, weights_digest=version.weights_digest)
+
+
+@effect("start_new_round")
+def start_new_round(ctx: Context) -> None:
+    ctx.submission.round += 1
+    ctx.submission.meeting_id = None
+    ctx.payload["round"] = ctx.submission.round
+
+
+# --- classification and routing ------------------------------------------------------------------
+
+@effect("classify")
+def classify(ctx: Context) -> None:
+    from .classify import classify_submission
+
+    classification = classify_submission(ctx.session, ctx.submission, ctx.settings, actor=ctx.actor, now=ctx.now)
+    ctx.payload.update(classification_id=classification.id, nmpa_status=classification.nmpa_status,
+                       review_as_class=classification.review_as_class, pathway=classification.pathway,
+                       materiality=ctx.submission.materiality, rules_version=classification.rules_version)
+
+
+@effect("confirm_classification")
+def confirm_classification(ctx: Context) -> None:
+    classification = queries.latest_classification(ctx.session, ctx.submission)
+    classification.confirmed_by_id = ctx.actor.id
+    classification.confirmed_at = ctx.now
+    ctx.deployment.nmpa_status = classification.nmpa_status
+    ctx.payload["classification_id"] = classification.id
+
+
+@effect("override_classification")
+def override_classification(ctx: Context) -> None:
+    original = queries.latest_classification(ctx.session, ctx.submission)
+    review_class = None if ctx.data["review_as_class"] == "none" else ctx.data["review_as_class"]
+    result = dict(original.result)
+    result["override"] = {"pathway": ctx.data["pathway"], "review_as_class": review_class,
+                          "justification": ctx.data["justification"], "by": ctx.actor.email,
+                          "original_pathway": original.pathway, "original_review_as_class": original.review_as_class}
+    override = Classification(
+        submission_id=ctx.submission.id, result=result, rules_version=original.rules_version,
+        input_sha256=original.input_sha256, nmpa_status=original.nmpa_status, review_as_class=review_class,
+        pathway=ctx.data["pathway"], prohibited=original.prohibited,
+        expert_reexamination=original.expert_reexamination, is_override=True, overrides_id=original.id,
+        justification=ctx.data["justification"], created_by_id=ctx.actor.id, created_at=ctx.now,
+        confirmed_by_id=ctx.actor.id, confirmed_at=ctx.now)
+    ctx.session.add(override)
+    ctx.session.flush()
+    ctx.deployment.nmpa_status = original.nmpa_status
+    ctx.payload.update(classification_id=override.id, original_classification_id=original.id,
+                       original_pathway=original.pathway, original_review_as_class=original.review_as_class)
+
+
+@effect("route")
+def route(ctx: Context) -> None:
+    classification = queries.latest_classification(ctx.session, ctx.submission)
+    ctx.submission.pathway = classification.pathway
+    ctx.payload.update(pathway=classification.pathway,
+                       pathway_reasons=classification.result.get("pathway_reasons", []))
+    if ctx.submission.incident_id:
+        ctx.session.get(Incident, ctx.submission.incident_id).status = "under_review"
+
+
+# --- the audit gate ------------------------------------------------------------------------------
+
+@effect("start_audit")
+def start_audit(ctx: Context) -> None:
+    from ..audit.gate import open_gate_audit
+
+    run = open_gate_audit(ctx.session, ctx.submission, ctx.settings, actor=ctx.actor, now=ctx.now)
+    ctx.payload.update(audit_run=run.id, policy_id=run.policy.get("id"), policy_version=run.policy.get("version"),
+                       item_set_digest=run.item_set_digest, seed=run.seed)
+
+
+@effect("emit_dossier")
+def emit_dossier(ctx: Context) -> None:
+    """Queue the signed dossier of this gate; it is rendered once the gate event is committed."""
+    from ..audit.jobs import dispatch_dossiers
+
+    engine, settings, submission_id = ctx.session.get_bind(), ctx.settings, ctx.submission.id
+    after_commit(ctx.session, lambda: dispatch_dossiers(engine, settings, submission_id))
+
+
+@effect("record_audit_outcome")
+def record_audit_outcome(ctx: Context) -> None:
+    run = queries.latest_audit(ctx.session, ctx.submission)
+    ctx.payload.update(audit_run=run.id, verdict=run.verdict, verdict_reasons=run.verdict_reasons,
+                       demo=run.demo, accuracy=run.summary.get("overall", {}).get("accuracy"))
+
+
+@effect("resolve_materiality")
+def resolve_materiality(ctx: Context) -> None:
+    """A change whose materiality waited for the audit: non-inferior to the baseline stays minor."""
+    submission = ctx.submission
+    if submission.kind != SubmissionKind.CHANGE or submission.materiality != "depends_on_audit":
+        return
+    run = queries.latest_audit(ctx.session, submission)
+    regression = (run.summary or {}).get("regression")
+    if not regression:
+        return  # the audit did not get as far as the comparison: materiality stays open
+    non_inferior = bool(regression.get("non_inferior"))
+    submission.materiality = "minor" if non_inferior else "material"
+    if not non_inferior:
+        submission.pathway = Pathway.FULL_BOARD.value
+    ctx.payload.update(materiality=submission.materiality, pathway=submission.pathway,
+                       materiality_basis="audit regression " + ("non-inferior to" if non_inferior else
+                                                                "not shown non-inferior to") + " the approved baseline")
+
+
+@effect("escalate_to_full_board")
+def escalate_to_full_board(ctx: Context) -> None:
+    _escalate(ctx, ctx.data.get("reason") or "escalated")
+
+
+def _escalate(ctx: Context, reason: str) -> None:
+    submission = ctx.submission
+    ctx.payload.update(previous_pathway=submission.pathway, pathway=Pathway.FULL_BOARD.value)
+    submission.pathway = Pathway.FULL_BOARD.value
+    submission.round += 1
+    submission.meeting_id = None
+    ctx.payload.update(round=submission.round, escalation_reason=reason)
+
+
+# --- review --------------------------------------------------------------------------------------
+
+def _user_by_email(ctx: Context, email: str) -> User:
+    return ctx.session.execute(select(User).where(User.email == email)).scalars().one()
+
+
+@effect("assign_reviewer")
+def assign_reviewer(ctx: Context) -> None:
+    reviewer = _user_by_email(ctx, ctx.data["reviewer"])
+    due = ctx.data.get("due_date") or (ctx.now.date() + relativedelta(days=14))
+    ctx.session.add(Assignment(submission_id=ctx.submission.id, reviewer_id=reviewer.id, assigned_by_id=ctx.actor.id,
+                               assigned_at=ctx.now, due_date=due))
+    ctx.payload.update(reviewer=reviewer.email, reviewer_name=reviewer.name, due_date=due.isoformat())
+
+
+@effect("record_conflict_declaration")
+def record_conflict_declaration(ctx: Context) -> None:
+    statement = ctx.data.get("statement") or ""
+    if ctx.data["has_conflict"] and not statement:
+        statement = "conflict declared"
+    ctx.session.add(ConflictDeclaration(submission_id=ctx.submission.id, user_id=ctx.actor.id,
+                                        has_conflict=ctx.data["has_conflict"], statement=statement,
+                                        declared_at=ctx.now))
+    ctx.payload.update(has_conflict=ctx.data["has_conflict"], recused=ctx.data["has_conflict"])
+
+
+@effect("store_checklist_answers")
+def store_checklist_answers(ctx: Context) -> None:
+    checklist = queries.checklist_of(ctx.session, ctx.submission, ctx.settings)
+    existing = queries.checklist_answers(ctx.session, ctx.submission, ctx.actor)
+    for item_id, entry in sorted(ctx.data["answers"].items()):
+        row = existing.get(item_id)
+        if row is None:
+            row = ChecklistResponse(submission_id=ctx.submission.id, round=ctx.submission.round,
+                                    reviewer_id=ctx.actor.id, checklist_id=checklist.id, item_id=item_id,
+                                    checklist_version=checklist.version, answer=entry["answer"])
+            ctx.session.add(row)
+        row.answer = entry["answer"]
+        row.comment = str(entry.get("comment") or "").strip()
+        row.answered_at = ctx.now
+    ctx.payload.update(checklist=checklist.id, checklist_version=checklist.version,
+                       answers={k: v["answer"] for k, v in sorted(ctx.data["answers"].items())})
+
+
+@effect("schedule_meeting")
+def schedule_meeting(ctx: Context) -> None:
+    meeting = ctx.session.get(Meeting, ctx.data["meeting"])
+    ctx.submission.meeting_id = meeting.id
+    ctx.payload.update(meeting=meeting.id, meeting_title=meeting.title,
+                       scheduled_for=meeting.scheduled_for.isoformat(timespec="minutes"))
+
+
+def signature_digest(submission_id: int, round_: int, weights_digest: str, meaning: str, signer: str,
+                     signed_at: str) -> str:
+    """sha256 over what the signer signed: the link between a signature and its record (21 CFR 11.70)."""
+    content = eventlog.canonical_json({"submission": submission_id, "round": round_, "weights_digest": weights_digest,
+                                       "meaning": meaning, "signer": signer, "signed_at": signed_at})
+    return hashlib.sha256(content.encode("utf-8")).hexdigest()
+
+
+@effect("record_vote")
+def record_vote(ctx: Context) -> None:
+    version = ctx.session.get(ModelVersion, ctx.submission.model_version_id)
+    signed_at = eventlog.format_timestamp(ctx.now)
+    digest = signature_digest(ctx.submission.id, ctx.submission.round, version.weights_digest, ctx.data["meaning"],
+                              ctx.actor.email, signed_at)
+    vote = Vote(submission_id=ctx.submission.id, round=ctx.submission.round, voter_id=ctx.actor.id,
+                meeting_id=ctx.submission.meeting_id if ctx.submission.pathway == Pathway.FULL_BOARD else None,
+                meaning=ctx.data["meaning"], comment=ctx.data.get("comment") or "", printed_name=ctx.actor.name,
+                signed_at=ctx.now, record_digest=digest)
+    ctx.session.add(vote)
+    ctx.session.flush()
+    ctx.payload.update(vote=vote.id, round=vote.round, signature={
+        "printed_name": vote.printed_name, "signed_at_utc": signed_at, "meaning": vote.meaning,
+        "method": vote.method, "record_digest": digest, "weights_digest": version.weights_digest})
+
+
+@effect("escalate_divergent_fast_track")
+def escalate_divergent_fast_track(ctx: Context) -> None:
+    """On the fast track a negative, abstaining or divergent opinion sends the case to the full board."""
+    submission = ctx.submission
+    if submission.pathway != Pathway.AI_SUBCOMMITTEE.value:
+        return
+    meanings = {v.meaning for v in queries.votes_this_round(ctx.session, submission)}
+    positive = {m.value for m in POSITIVE_VOTES}
+    reason = None
+    if VoteMeaning.DISAPPROVE.value in meanings:
+        reason = "a fast-track reviewer voted to disapprove"
+    elif VoteMeaning.ABSTAIN.value in meanings:
+        reason = "a fast-track reviewer abstained"
+    elif meanings & positive and meanings - positive:
+        reason = "fast-track reviewers' opinions diverge"
+    if reason is None:
+        return
+
+    def escalate() -> None:
+        payload: dict = {}
+        previous = submission.pathway
+        submission.pathway = Pathway.FULL_BOARD.value
+        submission.round += 1
+        submission.meeting_id = None
+        payload.update(previous_pathway=previous, pathway=submission.pathway, round=submission.round,
+                       escalation_reason=reason)
+        eventlog.append(ctx.session, "escalated_to_full_board", actor=None, submission_id=submission.id,
+                        deployment_id=submission.deployment_id, from_state=submission.state,
+                        to_state=submission.state, payload=payload, occurred_at=ctx.now)
+
+    ctx.then.append(escalate)
+
+
+@effect("store_comment")
+def store_comment(ctx: Context) -> None:
+    comment = Comment(submission_id=ctx.submission.id, author_id=ctx.actor.id, text=ctx.data["text"],
+                      created_at=ctx.now)
+    ctx.session.add(comment)
+    ctx.session.flush()
+    ctx.payload["comment"] = comment.id
+
+
+# --- the decision gate ---------------------------------------------------------------------------
+
+@effect("record_decision")
+def record_decision(ctx: Context) -> None:
+    submission = ctx.submission
+    outcome = DECISION_OUTCOMES[ctx.transition.event].value
+    rules = load_committee_rules(ctx.settings.regulations_dir)
+    counts = queries.tally(ctx.session, submission, rules) if submission.pathway else {}
+    quorum = counts.pop("quorum", None) or {}
+    quorum.pop("_eligible_users", None)
+    quorum.pop("_recused_users", None)
+    version = ctx.session.get(ModelVersion, submission.model_version_id)
+    open_obligations = _open_blocking_obligations(ctx)
+    conditions = ctx.data.get("conditions") or ""
+    if open_obligations and outcome == "approved_with_conditions":
+        conditions += "\n\nOpen obligations to be satisfied before clinical use: " + ", ".join(open_obligations)
+    decision = Decision(submission_id=submission.id, round=submission.round, outcome=outcome,
+                        conditions=conditions.strip(),
+                        reason=ctx.data.get("reason") or ctx.data.get("note") or "", decided_by_id=ctx.actor.id,
+                        decided_at=ctx.now, meeting_id=submission.meeting_id, model_version_id=version.id,
+                        tally=counts, quorum=quorum)
+    ctx.session.add(decision)
+    ctx.session.flush()
+    submission.decided_at = ctx.now
+    if submission.incident_id:
+        ctx.session.get(Incident, submission.incident_id).status = "closed"
+    ctx.payload.update(decision=decision.id, outcome=outcome, model_version=version.version_label,
+                       weights_digest=version.weights_digest, tally=counts, quorum_met=quorum.get("met"),
+                       open_blocking_obligations=open_obligations)
+
+
+def _open_blocking_obligations(ctx: Context) -> list[str]:
+    from ..obligations import open_blocking_obligations
+
+    return open_blocking_obligations(ctx.session, ctx.submission)
+
+
+@effect("apply_approval")
+def apply_approval(ctx: Context) -> None:
+    """The approved weights digest becomes the deployment's and the continuing-review clock restarts; a
+    first approval activates it, and an approved continuing review renews a lapsed one. An incident case's
+    approval (continued use) changes neither: a suspension for an incident ends only by reinstatement."""
+    submission = ctx.submission
+    deployment = ctx.deployment
+    if submission.kind == SubmissionKind.INCIDENT:
+        ctx.payload["incident"] = submission.incident_id
+        return
+    deployment.approved_version_id = submission.model_version_id
+    months = _continuing_review_months(ctx)
+    deployment.continuing_review_due = ctx.now.date() + relativedelta(months=months)
+    ctx.payload.update(continuing_review_due=deployment.continuing_review_due.isoformat(),
+                       approved_version_id=submission.model_version_id)
+    _schedule_reaudit(ctx, deployment)
+
+    def update_deployment_status() -> None:
+        reason = f"submission {submission.id} ({submission.kind}) approved"
+        if deployment.status == DeploymentStatus.PENDING:
+            fire(ctx.session, deployment, "activate", None, settings=ctx.settings, now=ctx.now)
+        elif deployment.status == DeploymentStatus.EXPIRED or (
+                deployment.status == DeploymentStatus.SUSPENDED and
+                queries.suspension_cause(ctx.session, deployment) == SuspensionCause.CONTINUING_REVIEW_OVERDUE):
+            fire(ctx.session, deployment, "renew", None, {"reason": reason}, settings=ctx.settings, now=ctx.now)
+
+    ctx.then.append(update_deployment_status)
+
+
+def _continuing_review_months(ctx: Context) -> int:
+    from ..monitoring.policy import continuing_review_months
+
+    classification = queries.latest_classification(ctx.session, ctx.submission)
+    return continuing_review_months(ctx.settings.regulations_dir, ctx.submission.pathway,
+                                    classification.review_as_class if classification else None)
+
+
+def decision_date(ctx: Context) -> date:
+    return ctx.now.date()
+
+
+# --- after approval: monitoring ------------------------------------------------------------------
+
+def _schedule_reaudit(ctx: Context, deployment) -> None:
+    from ..monitoring.policy import load_monitoring
+
+    interval = load_monitoring(ctx.settings.regulations_dir).reaudit.interval_days
+    deployment.next_reaudit_at = ctx.now + relativedelta(days=interval)
+    ctx.payload["next_reaudit_at"] = deployment.next_reaudit_at
+
+
+@effect("schedule_monitoring")
+def schedule_monitoring(ctx: Context) -> None:
+    """An active deployment is re-audited on the monitoring schedule, starting one interval from now."""
+    _schedule_reaudit(ctx, ctx.deployment)
+
+
+def _deployment_audience(ctx: Context) -> list[User]:
+    from ..monitoring.notify import people_with_roles
+
+    owner = ctx.session.get(User, ctx.deployment.owner_id)
+    return [owner, *people_with_roles(ctx.session, Role.IRB_CHAIR, Role.COMPLIANCE_OFFICER)]
+
+
+@effect("record_suspension")
+def record_suspension(ctx: Context) -> None:
+    from ..monitoring.notify import notify
+
+    cause = ctx.data.get("cause") or SuspensionCause.CHAIR.value
+    ctx.data["cause"] = cause
+    ctx.payload["cause"] = cause
+    deployment = ctx.deployment
+    notify(ctx.session, ctx.settings, _deployment_audience(ctx), kind="suspension",
+           subject=f"{deployment.name} suspended ({cause.replace('_', ' ')})", body=ctx.data["reason"],
+           link=f"/deployments/{deployment.id}", now=ctx.now)
+
+
+@effect("record_reinstatement")
+def record_reinstatement(ctx: Context) -> None:
+    from ..monitoring.notify import notify
+
+    deployment = ctx.deployment
+    suspension = queries.latest_suspension(ctx.session, deployment)
+    if suspension is not None:
+        ctx.payload.update(suspended_by_event=suspension.seq, suspension_cause=suspension.payload.get("cause"))
+    _schedule_reaudit(ctx, deployment)
+    notify(ctx.session, ctx.settings, _deployment_audience(ctx), kind="reinstatement",
+           subject=f"{deployment.name} reinstated by the chair", body=ctx.data["justification"],
+           link=f"/deployments/{deployment.id}", now=ctx.now)
+
+
+@effect("record_expiry")
+def record_expiry(ctx: Context) -> None:
+    from ..monitoring.notify import notify
+
+    deployment = ctx.deployment
+    notify(ctx.session, ctx.settings, _deployment_audience(ctx), kind="expiry", subject=f"{deployment.name} expired",
+           body=ctx.data["reason"], link=f"/deployments/{deployment.id}", now=ctx.now)

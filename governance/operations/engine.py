@@ -1,0 +1,320 @@
+"""The one way a case or a deployment changes state.
+
+:func:`fire` looks the transition up in the declared table, checks the actor's roles, the supplied
+fields and every named guard (the first refusal is raised with the guard's name and reason), bumps
+the optimistic lock with a compare-and-set (a concurrent writer gets :class:`ConflictError`, never a
+lost update), runs the named effects, moves the state and appends the event to the hash chain, all in
+the caller's transaction. The caller commits once.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlmodel import Session
+
+from .. import eventlog, queries
+from ..config import Settings
+from ..domain import SYSTEM
+from ..models import Deployment, Event, Submission, User, utcnow
+from ..permissions import roles_of
+from ..workflow import DEPLOYMENTS, SUBMISSIONS, FieldSpec, Machine, Transition
+
+
+class GovernanceError(Exception):
+    """A user-facing error: the message says what is wrong."""
+
+
+class TransitionRefused(GovernanceError):
+    def __init__(self, event: str, state: str, guard: str, reason: str):
+        self.event, self.state, self.guard, self.reason = event, state, guard, reason
+        super().__init__(f"'{event}' refused by guard '{guard}': {reason}")
+
+
+class ConflictError(GovernanceError):
+    """Someone else changed the record since it was read."""
+
+
+Guard = Callable[["Context"], str | None]
+Effect = Callable[["Context"], None]
+
+
+@dataclass(frozen=True)
+class _Registered:
+    function: Callable
+    needs_data: bool
+
+
+GUARDS: dict[str, _Registered] = {}
+EFFECTS: dict[str, Callable] = {}
+
+
+def guard(name: str, *, needs_data: bool = False) -> Callable[[Guard], Guard]:
+    """Register a named guard. It returns None to allow, or the reason it refuses."""
+    def register(function: Guard) -> Guard:
+        GUARDS[name] = _Registered(function, needs_data)
+        return function
+    return register
+
+
+def effect(name: str) -> Callable[[Effect], Effect]:
+    def register(function: Effect) -> Effect:
+        EFFECTS[name] = function
+        return function
+    return register
+
+
+@dataclass
+class Context:
+    """Everything a guard or effect may look at, and what it adds to the event."""
+
+    session: Session
+    machine: Machine
+    subject: Submission | Deployment
+    transition: Transition
+    actor: User | None
+    roles: frozenset[str]
+    data: dict[str, Any]
+    settings: Settings
+    now: datetime
+    payload: dict[str, Any] = field(default_factory=dict)
+    then: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def submission(self) -> Submission:
+        assert isinstance(self.subject, Submission)
+        return self.subject
+
+    @property
+    def deployment(self) -> Deployment:
+        if isinstance(self.subject, Deployment):
+            return self.subject
+        return self.session.get(Deployment, self.subject.deployment_id)
+
+    @property
+    def is_system(self) -> bool:
+        return self.actor is None
+
+    @property
+    def outcome_event(self) -> str:
+        return self.transition.event
+
+
+def machine_for(subject: Any) -> tuple[Machine, str]:
+    if isinstance(subject, Submission):
+        return SUBMISSIONS, "state"
+    if isinstance(subject, Deployment):
+        return DEPLOYMENTS, "status"
+    raise TypeError(f"no workflow for {type(subject).__name__}")
+
+
+def _state_of(subject: Any) -> str:
+    machine, attr = machine_for(subject)
+    return getattr(subject, attr)
+
+
+def _coerce_field(spec: FieldSpec, raw: Any) -> Any:
+    """Convert one supplied value to its declared kind; raise ValueError with a plain message."""
+    if spec.kind in {"text", "textarea", "email", "password"}:
+        if not isinstance(raw, str):
+            raise ValueError("expected text")
+        value = raw.strip() if spec.kind != "password" else raw
+        if spec.kind == "email" and value and not re.fullmatch(r"[^@\s]+@[^@\s]+", value):
+            raise ValueError("expected an e-mail address")
+        return value.lower() if spec.kind == "email" else value
+    if spec.kind == "choice":
+        if raw not in spec.choices:
+            raise ValueError(f"expected one of {', '.join(spec.choices)}")
+        return raw
+    if spec.kind == "bool":
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.lower() in {"true", "yes", "y", "on", "1", "false", "no", "n", "off", "0"}:
+            return raw.lower() in {"true", "yes", "y", "on", "1"}
+        raise ValueError("expected true or false")
+    if spec.kind == "int":
+        if isinstance(raw, bool):
+            raise ValueError("expected a whole number")
+        try:
+            value = int(raw)
+        except (TypeError, ValueError):
+            raise ValueError("expected a whole number") from None
+        if not -2**31 <= value < 2**31:  # the database's integer columns (a larger id cannot exist)
+            raise ValueError("the number is out of range")
+        return value
+    if spec.kind == "date":
+        if isinstance(raw, date):
+            return raw
+        try:
+            return date.fromisoformat(str(raw))
+        except ValueError:
+            raise ValueError("expected a date as YYYY-MM-DD") from None
+    if spec.kind == "json":
+        if isinstance(raw, str):
+            try:
+                return json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not valid JSON: {exc.msg}") from None
+        if isinstance(raw, (dict, list)):
+            return raw
+        raise ValueError("expected JSON")
+    raise ValueError(f"unsupported field kind {spec.kind}")
+
+
+def _is_empty(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip()) or value in ({}, [])
+
+
+def check_fields(transition: Transition, state: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The supplied data, converted; refused naming the field when missing, unknown or malformed."""
+    specs = {spec.name: spec for spec in transition.fields}
+    unknown = sorted(set(data) - set(specs))
+    if unknown:
+        raise TransitionRefused(transition.event, state, "fields",
+                                f"unknown field(s) {', '.join(unknown)}; this action takes "
+                                f"{', '.join(specs) or 'no fields'}")
+    clean: dict[str, Any] = {}
+    for name, spec in specs.items():
+        raw = data.get(name)
+        if _is_empty(raw):
+            if spec.required and spec.kind != "bool":
+                raise TransitionRefused(transition.event, state, "fields", f"'{name}' is required ({spec.label})")
+            clean[name] = False if spec.kind == "bool" else None
+            continue
+        try:
+            clean[name] = _coerce_field(spec, raw)
+        except ValueError as exc:
+            raise TransitionRefused(transition.event, state, "fields", f"'{name}': {exc}") from None
+    return clean
+
+
+def _actor_roles(session: Session, actor: User | None) -> frozenset[str]:
+    return frozenset({SYSTEM}) if actor is None else roles_of(session, actor)
+
+
+def _check(ctx: Context, *, include_data_guards: bool = True) -> None:
+    t, state = ctx.transition, _state_of(ctx.subject)
+    if ctx.actor is not None and not ctx.actor.active:
+        raise TransitionRefused(t.event, state, "roles", "your account is deactivated")
+    if not (ctx.roles & t.roles):
+        have = ", ".join(sorted(ctx.roles)) or "no role"
+        raise TransitionRefused(t.event, state, "roles",
+                                f"only {' or '.join(sorted(t.roles))} may {t.label.lower()}; you have {have}")
+    for name in t.guards:
+        registered = GUARDS[name]
+        if registered.needs_data and not include_data_guards:
+            continue
+        reason = registered.function(ctx)
+        if reason:
+            raise TransitionRefused(t.event, state, name, reason)
+
+
+def find_transition(subject: Any, event: str) -> Transition:
+    machine, _ = machine_for(subject)
+    state = _state_of(subject)
+    transition = machine.find(state, event)
+    if transition is None:
+        possible = ", ".join(t.event for t in machine.available(state)) or "none"
+        if event not in machine.events():
+            raise TransitionRefused(event, state, "declared", f"'{event}' is not an event of the {machine.name} "
+                                    f"workflow (events possible now: {possible})")
+        raise TransitionRefused(event, state, "declared",
+                                f"'{event}' is not possible in state '{state}' (events possible now: {possible})")
+    return transition
+
+
+def fire(session: Session, subject: Submission | Deployment, event: str, actor: User | None,
+         data: dict[str, Any] | None = None, *, settings: Settings, now: datetime | None = None) -> Event:
+    """Apply ``event`` to ``subject`` as ``actor`` (None: the system) and return the written event."""
+    machine, state_attr = machine_for(subject)
+    from_state = getattr(subject, state_attr)
+    transition = find_transition(subject, event)
+    ctx = Context(session=session, machine=machine, subject=subject, transition=transition, actor=actor,
+                  roles=_actor_roles(session, actor), data={}, settings=settings, now=now or utcnow())
+    ctx.data = check_fields(transition, from_state, data or {})
+    _check(ctx)
+    _compare_and_set_lock(session, subject)
+    for name in transition.effects:
+        EFFECTS[name](ctx)
+    target = transition.to_state.value
+    setattr(subject, state_attr, target)
+    subject.updated_at = ctx.now
+    try:
+        session.flush()
+    except OperationalError as exc:
+        raise ConflictError("the database is busy with another change to this record; try again") from exc
+    public_data = {spec.name: ctx.data.get(spec.name) for spec in transition.fields if not spec.secret}
+    recorded = eventlog.append(
+        session, event, actor=actor,
+        submission_id=subject.id if isinstance(subject, Submission) else None,
+        deployment_id=subject.id if isinstance(subject, Deployment) else subject.deployment_id,
+        from_state=from_state, to_state=target,
+        payload={**{k: v for k, v in public_data.items() if v is not None}, **ctx.payload},
+        occurred_at=ctx.now)
+    for follow_up in ctx.then:
+        follow_up()
+    return recorded
+
+
+def _compare_and_set_lock(session: Session, subject: Any) -> None:
+    table = type(subject).__table__
+    expected = subject.lock_version
+    try:
+        result = session.execute(update(table).where(table.c.id == subject.id, table.c.lock_version == expected)
+                                 .values(lock_version=expected + 1))
+    except OperationalError as exc:
+        raise ConflictError("another change to this record is being saved; try again") from exc
+    if result.rowcount != 1:
+        raise ConflictError(f"{type(subject).__name__.lower()} {subject.id} was changed by someone else since "
+                            f"you loaded it (version {expected}); reload and try again")
+    set_committed_value(subject, "lock_version", expected + 1)
+
+
+@dataclass(frozen=True)
+class Action:
+    """A transition as offered to an actor: allowed, or refused with the guard's reason."""
+
+    transition: Transition
+    refusal: TransitionRefused | None
+
+    @property
+    def allowed(self) -> bool:
+        return self.refusal is None
+
+
+def actions_for(session: Session, subject: Any, actor: User | None, settings: Settings) -> list[Action]:
+    """Every transition possible from the current state that the actor's roles allow, each checked by
+    its guards (guards that judge supplied data are checked when the action is fired)."""
+    machine, state_attr = machine_for(subject)
+    roles = _actor_roles(session, actor)
+    actions = []
+    with queries.memoized(session):  # the guards of every action ask the same questions: once each
+        for transition in machine.available(getattr(subject, state_attr)):
+            if not (roles & transition.roles):
+                continue
+            ctx = Context(session=session, machine=machine, subject=subject, transition=transition, actor=actor,
+                          roles=roles, data={}, settings=settings, now=utcnow())
+            try:
+                _check(ctx, include_data_guards=False)
+            except TransitionRefused as refusal:
+                actions.append(Action(transition, refusal))
+            else:
+                actions.append(Action(transition, None))
+    return actions
+
+
+def registry_problems() -> list[str]:
+    """Guards and effects named in the tables but not registered (checked at start-up and by tests)."""
+    problems = []
+    for machine in (SUBMISSIONS, DEPLOYMENTS):
+        problems += [f"{machine.name}: guard '{g}' is not registered" for g in machine.guard_names() - set(GUARDS)]
+        problems += [f"{machine.name}: effect '{e}' is not registered" for e in machine.effect_names() - set(EFFECTS)]
+    return problems

@@ -1,0 +1,63 @@
+"""Who may see what. Who may *do* what to a case is declared in :mod:`governance.workflow`."""
+
+from __future__ import annotations
+
+from sqlalchemy import exists, or_, select
+from sqlmodel import Session
+
+from .domain import Pathway, Role
+from .models import Assignment, Incident, RoleAssignment, Submission, User
+from .workflow import SubmissionState
+
+#: Roles that see every case (the IRB office, compliance, administrators).
+OVERSIGHT_ROLES = frozenset({Role.IRB_CHAIR, Role.COMPLIANCE_OFFICER, Role.ADMIN})
+#: Full-board members see every full-board case once it is in front of the board.
+BOARD_VISIBLE_STATES = frozenset({SubmissionState.IN_REVIEW, SubmissionState.DEFERRED, SubmissionState.APPROVED,
+                                  SubmissionState.APPROVED_WITH_CONDITIONS, SubmissionState.REVISIONS_REQUIRED,
+                                  SubmissionState.DISAPPROVED})
+
+
+def roles_of(session: Session, user: User | None) -> frozenset[str]:
+    """The user's roles, cached on the instance for the life of the session."""
+    if user is None:
+        return frozenset()
+    user = user._get_current_object() if hasattr(user, "_get_current_object") else user  # Flask-Login's proxy
+    if not getattr(user, "is_authenticated", False):
+        return frozenset()
+    cached = getattr(user, "_roles_cache", None)
+    if cached is None:
+        cached = frozenset(session.execute(select(RoleAssignment.role).where(RoleAssignment.user_id == user.id))
+                           .scalars())
+        object.__setattr__(user, "_roles_cache", cached)
+    return cached
+
+
+def forget_roles(user: User) -> None:
+    if hasattr(user, "_roles_cache"):
+        object.__delattr__(user, "_roles_cache")
+
+
+def has_any_role(session: Session, user: User | None, *roles: str) -> bool:
+    return bool(roles_of(session, user) & set(roles))
+
+
+def visibility_clause(session: Session, user: User):
+    """A WHERE clause selecting the cases ``user`` may see."""
+    roles = roles_of(session, user)
+    if roles & OVERSIGHT_ROLES:
+        return Submission.id.is_not(None)
+    clauses = [Submission.submitter_id == user.id,
+               exists().where(Assignment.submission_id == Submission.id, Assignment.reviewer_id == user.id)]
+    if Role.IRB_MEMBER in roles:
+        clauses.append((Submission.pathway == Pathway.FULL_BOARD.value)
+                       & Submission.state.in_([s.value for s in BOARD_VISIBLE_STATES]))
+    if Role.CLINICIAN in roles:
+        clauses.append(exists().where(Incident.id == Submission.incident_id, Incident.reporter_id == user.id))
+    return or_(*clauses)
+
+
+def can_see(session: Session, user: User | None, submission: Submission) -> bool:
+    if user is None:
+        return False
+    clause = visibility_clause(session, user)
+    return session.execute(select(Submission.id).where(Submission.id == submission.id, clause)).first() is not None

@@ -1,0 +1,104 @@
+"""A case's page and its actions: every allowed transition is a form; a refused one shows its reason."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import login_required
+from sqlalchemy import select
+
+from .. import eventlog, obligations, queries
+from ..db import get_session
+from ..domain import Role
+from ..models import Comment, Decision, Deployment, Dossier, ModelVersion, Submission, User, Vote
+from ..operations import ConflictError, TransitionRefused, actions_for, fire
+from ..operations.engine import find_transition
+from ..permissions import can_see
+from ..workflow import SubmissionState
+from .access import me, roles
+from .forms import CommentForm, ObligationForm, action_form_class, form_data
+
+bp = Blueprint("cases", __name__, url_prefix="/submissions")
+
+
+def _visible_submission(submission_id: int) -> Submission:
+    session = get_session()
+    submission = session.get(Submission, submission_id)
+    if submission is None or not can_see(session, me(), submission):
+        abort(404)
+    return submission
+
+
+@bp.get("/<id:submission_id>")
+@login_required
+def show(submission_id: int):
+    session = get_session()
+    submission = _visible_submission(submission_id)
+    with queries.memoized(session):  # the page and the guards of its actions ask the same questions: once each
+        return _show(session, submission)
+
+
+def _show(session, submission: Submission):
+    settings = current_app.config["GOVERNANCE"]
+    actions = actions_for(session, submission, me(), settings)
+    forms = {a.transition.event: action_form_class(a.transition)(prefix=a.transition.event) for a in actions
+             if a.allowed}
+    events = eventlog.events_for_submission(session, submission.id)
+    actors = {u.id: u for u in session.execute(select(User).where(
+        User.id.in_({e.actor_id for e in events if e.actor_id}))).scalars()}
+    votes = session.execute(select(Vote, User.name).join(User, User.id == Vote.voter_id)
+                            .where(Vote.submission_id == submission.id).order_by(Vote.id)).all()
+    decisions = session.execute(select(Decision).where(Decision.submission_id == submission.id)
+                                .order_by(Decision.id)).scalars().all()
+    dossiers = session.execute(select(Dossier).where(Dossier.submission_id == submission.id)
+                               .order_by(Dossier.id)).scalars().all()
+    comments = session.execute(select(Comment, User.name).join(User, User.id == Comment.author_id)
+                               .where(Comment.submission_id == submission.id).order_by(Comment.id)).all()
+    assignments = queries.assignments(session, submission)
+    reviewer_names = dict(session.execute(select(User.id, User.name).where(
+        User.id.in_([a.reviewer_id for a in assignments]))).all()) if assignments else {}
+    mine = roles()
+    reviewer = bool(mine & {Role.IRB_MEMBER, Role.AI_SUBCOMMITTEE_MEMBER, Role.IRB_CHAIR}) and \
+        submission.state == SubmissionState.IN_REVIEW and submission.submitter_id != me().id
+    return render_template(
+        "submissions/show.html", submission=submission,
+        deployment=session.get(Deployment, submission.deployment_id),
+        version=session.get(ModelVersion, submission.model_version_id),
+        classification=queries.latest_classification(session, submission),
+        obligations=obligations.with_status(session, submission),
+        audit=queries.latest_audit(session, submission), events=events, actors=actors, actions=actions, forms=forms,
+        assignments=assignments, reviewer_names=reviewer_names, votes=votes, decisions=decisions, dossiers=dossiers,
+        comments=comments, reviewer=reviewer, comment_form=CommentForm(), obligation_form=ObligationForm(),
+        can_record_obligations=bool(mine & {Role.COMPLIANCE_OFFICER, Role.IRB_CHAIR}),
+        generic_hidden={"declare_conflict", "answer_checklist", "vote", "assign_reviewer", "comment"})
+
+
+@bp.post("/<id:submission_id>/events/<event>")
+@login_required
+def act(submission_id: int, event: str):
+    session = get_session()
+    submission = _visible_submission(submission_id)
+    settings = current_app.config["GOVERNANCE"]
+    target = url_for("cases.show", submission_id=submission.id)
+    try:
+        transition = find_transition(submission, event)
+    except TransitionRefused as refusal:
+        flash(refusal.reason, "error")
+        return redirect(target, code=303)
+    form = action_form_class(transition)(prefix=event)
+    if not form.validate_on_submit():
+        problems = "; ".join(f"{form[name].label.text}: {', '.join(errors)}" for name, errors in form.errors.items())
+        flash(_("Not done: %(problems)s", problems=problems), "error")
+        return redirect(target, code=303)
+    seen = request.form.get("lock_version", type=int)
+    try:
+        if seen is not None and seen != submission.lock_version:
+            raise ConflictError(_("The case changed since you opened it (someone else acted on it). Review the "
+                                  "page and try again."))
+        fire(session, submission, event, me(), form_data(form, transition), settings=settings)
+    except TransitionRefused as refusal:
+        session.rollback()
+        flash(_("Refused by %(guard)s: %(reason)s", guard=refusal.guard, reason=refusal.reason), "error")
+        return redirect(target, code=303)
+    flash(_("Done: %(label)s.", label=_(transition.label)), "success")
+    return redirect(target, code=303)

@@ -1,0 +1,45 @@
+"""Template filters: dates in UTC, states as words, percentages."""
+
+from __future__ import annotations
+
+import base64
+from datetime import date, datetime
+
+from flask import Flask
+from markupsafe import Markup, escape
+
+from . import vocabulary
+
+
+def utc(value: datetime | date | None, with_time: bool = True) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M UTC") if with_time else value.strftime("%Y-%m-%d")
+    return value.isoformat()
+
+
+def words(value: str | None) -> str:
+    """``in_review`` → "in review", in the page's language for the values :mod:`.vocabulary` lists."""
+    return vocabulary.words(value)
+
+
+def percent(value: float | None, digits: int = 1) -> str:
+    return "—" if value is None else f"{value * 100:.{digits}f}%"
+
+
+def svg_image(svg: str | None, alt: str = "") -> Markup:
+    """A drawn SVG chart as an image: inline SVG carries style attributes that the pages' Content Security
+    Policy (style-src 'self') blocks, which left charts as black boxes; a data: image (img-src allows data:)
+    keeps its own styles."""
+    if not svg:
+        return Markup("")
+    encoded = base64.b64encode(str(svg).encode("utf-8")).decode("ascii")
+    return Markup('<img class="chart-img" alt="{}" src="data:image/svg+xml;base64,{}">').format(escape(alt), encoded)
+
+
+def register(app: Flask) -> None:
+    app.add_template_filter(utc, "utc")
+    app.add_template_filter(words, "words")
+    app.add_template_filter(percent, "percent")
+    app.add_template_filter(svg_image, "svg_image")

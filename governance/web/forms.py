@@ -1,0 +1,304 @@
+"""WTForms forms. Action forms are built from a transition's declared fields."""
+
+from __future__ import annotations
+
+from typing import get_args
+
+from flask_babel import lazy_gettext, lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import (BooleanField, DateField, EmailField, IntegerField, PasswordField, RadioField, SelectField,
+                     SelectMultipleField, StringField, TextAreaField)
+from wtforms.validators import DataRequired, Email, InputRequired, Length, Optional, Regexp, ValidationError
+from wtforms.fields.choices import SelectChoice
+from wtforms.widgets import CheckboxInput, ListWidget
+
+from ..classification.descriptor import Descriptor
+
+from ..workflow import FieldSpec, Transition
+from .vocabulary import lazy_words
+
+
+def opts(pairs) -> list[SelectChoice]:
+    """(value, label) pairs as WTForms choices."""
+    return [SelectChoice(value, label) for value, label in pairs]
+
+
+class LoginForm(FlaskForm):
+    email = EmailField(_l("E-mail"), validators=[DataRequired(), Email(), Length(max=254)])
+    password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=200)])
+
+
+class ConfirmForm(FlaskForm):
+    """A form with only its CSRF token (logout, actions without fields)."""
+
+
+def _field(spec: FieldSpec):
+    """The form field of a declared one; its label and help, marked in :mod:`governance.workflow`, are translated
+    when shown (lazily: the form class is built once, for every language)."""
+    required = [InputRequired()] if spec.required else [Optional()]
+    kwargs = {"description": lazy_gettext(spec.help) if spec.help else ""}
+    label = lazy_gettext(spec.label)
+    if spec.kind == "textarea" or spec.kind == "json":
+        return TextAreaField(label, validators=required + [Length(max=20000)], **kwargs)
+    if spec.kind == "choice":
+        return SelectField(label, choices=opts([(c, lazy_words(c)) for c in spec.choices]),
+                           validators=required, **kwargs)
+    if spec.kind == "email":
+        return EmailField(label, validators=required + [Email()], **kwargs)
+    if spec.kind == "password":
+        return PasswordField(label, validators=required, **kwargs)
+    if spec.kind == "bool":
+        return BooleanField(label, **kwargs)
+    if spec.kind == "int":
+        return IntegerField(label, validators=required, **kwargs)
+    if spec.kind == "date":
+        return DateField(label, validators=required, **kwargs)
+    return StringField(label, validators=required + [Length(max=2000)], **kwargs)
+
+
+_CACHE: dict[tuple, type] = {}
+
+
+def action_form_class(transition: Transition) -> type[FlaskForm]:
+    key = (transition.event, transition.fields)
+    if key not in _CACHE:
+        attrs = {spec.name: _field(spec) for spec in transition.fields}
+        _CACHE[key] = type(f"{transition.event.title().replace('_', '')}Form", (FlaskForm,), attrs)
+    return _CACHE[key]
+
+
+def form_data(form: FlaskForm, transition: Transition) -> dict:
+    """The submitted values in the shape the engine expects (dates as ISO text, empty optional fields dropped)."""
+    data = {}
+    for spec in transition.fields:
+        value = form[spec.name].data
+        if value is None or value == "":
+            continue
+        data[spec.name] = value.isoformat() if spec.kind == "date" else value
+    return data
+
+
+# --- deployments and model versions ----------------------------------------------------------------
+
+
+SHA256 = Regexp(r"^[0-9a-fA-F]{64}$", message=_l("A sha256 digest is 64 hexadecimal characters."))
+
+
+class MultiCheckboxField(SelectMultipleField):
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+
+def _choices(field: str) -> list[tuple[str, str]]:
+    annotation = Descriptor.model_fields[field].annotation
+    inner = get_args(annotation)[0] if getattr(annotation, "__origin__", None) is list else annotation
+    return opts([(value, lazy_words(value)) for value in get_args(inner)])
+
+
+YES_NO = opts([("false", _l("no")), ("true", _l("yes"))])
+BOOL_FIELDS = ("outputs_used_for_diagnosis_or_treatment", "assisted_decision_making", "time_critical",
+               "hcp_can_independently_review_basis", "generative", "public_facing", "deidentified",
+               "cross_border_transfer", "human_genetic_resources", "issues_prescriptions", "on_premises",
+               "continuous_learning")
+
+
+class DescriptorForm(FlaskForm):
+    """The deployment descriptor as a guided form; every field says what it means for classification."""
+
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=200)])
+    scenario = SelectField(_l("Scenario"), choices=_choices("scenario"),
+                           description=_l("The closest scenario of seed 003's Table 1; 'other' if none fits."))
+    intended_use = TextAreaField(_l("Intended use"), validators=[DataRequired(), Length(max=4000)],
+                                 description=_l("What it does, for whom, and who acts on its output."))
+    users = MultiCheckboxField(_l("Users"), choices=_choices("users"), validators=[DataRequired()])
+    output_visible_to = MultiCheckboxField(_l("Output visible to"), choices=_choices("output_visible_to"),
+                                           validators=[DataRequired()],
+                                           description=_l("Patient- or public-facing output changes the US and "
+                                                          "EU status and sends the case to the full board."))
+    outputs_used_for_diagnosis_or_treatment = SelectField(
+        _l("Outputs used for diagnosis or treatment"), choices=YES_NO,
+        description=_l("NMPA step A1: a medical purpose."))
+    input_data = MultiCheckboxField(_l("Input data"), choices=_choices("input_data"), validators=[DataRequired()],
+                                    description=_l("Images, physiological signals, IVD and wearable data are "
+                                                   "medical-device data (NMPA step A2)."))
+    assisted_decision_making = SelectField(_l("Assisted decision-making"), choices=YES_NO,
+                                           description=_l("Identifies lesions, suggests a diagnosis, a treatment or "
+                                                          "a medication."))
+    algorithm_maturity = SelectField(_l("Algorithm maturity"), choices=_choices("algorithm_maturity"),
+                                     description=_l("High: this product type is marketed and proven safe and "
+                                                    "effective."))
+    time_critical = SelectField(_l("Time-critical use"), choices=YES_NO)
+    hcp_can_independently_review_basis = SelectField(_l("Professionals can independently review the basis"),
+                                                     choices=YES_NO)
+    generative = SelectField(_l("Generative"), choices=YES_NO)
+    public_facing = SelectField(_l("Offered to the public"), choices=YES_NO)
+    personal_information = SelectField(_l("Personal information"), choices=_choices("personal_information"),
+                                       description=_l("Medical health data is sensitive personal information "
+                                                      "(PIPL)."))
+    deidentified = SelectField(_l("De-identified"), choices=YES_NO)
+    cross_border_transfer = SelectField(_l("Cross-border transfer"), choices=YES_NO)
+    human_genetic_resources = SelectField(_l("Human genetic resources"), choices=YES_NO)
+    autonomy = SelectField(_l("Autonomy"), choices=_choices("autonomy"),
+                           description=_l("High: acts or decides without a clinician confirming each output."))
+    issues_prescriptions = SelectField(_l("Issues prescriptions without a physician"), choices=YES_NO,
+                                       description=_l("Prohibited (NHC internet diagnosis rules)."))
+    severity_if_wrong = SelectField(_l("Severity if wrong"), choices=_choices("severity_if_wrong"))
+    on_premises = SelectField(_l("On premises"), choices=YES_NO)
+    continuous_learning = SelectField(_l("Continuous learning"), choices=YES_NO)
+
+    def descriptor(self) -> dict:
+        data = {name: self[name].data for name in Descriptor.model_fields}
+        for name in BOOL_FIELDS:
+            data[name] = data[name] == "true"
+        return data
+
+    def fill(self, descriptor: dict) -> None:
+        for name, value in descriptor.items():
+            if name in self:
+                self[name].data = ("true" if value else "false") if name in BOOL_FIELDS else value
+
+
+class VersionForm(FlaskForm):
+    """A model version submitted for review: initial deployment or an update (change control)."""
+
+    kind = SelectField(_l("Kind of review"), choices=opts([("initial", _l("initial deployment")),
+                                                       ("change", _l("change (model update)"))]))
+    version_label = StringField(_l("Version label"), validators=[DataRequired(), Length(max=100)])
+    base_model = StringField(_l("Base model"), validators=[DataRequired(), Length(max=200)])
+    architecture = StringField(_l("Architecture"), validators=[Optional(), Length(max=100)])
+    weights_digest = StringField(_l("Weights digest (sha256 over the model files)"), validators=[DataRequired(), SHA256],
+                                 description=_l("`govern submit` computes it from the model folder."))
+    tokenizer_digest = StringField(_l("Tokenizer and chat-template digest"), validators=[Optional(), SHA256])
+    system_prompt_digest = StringField(_l("System-prompt digest"), validators=[Optional(), SHA256])
+    quantization = StringField(_l("Quantization"), validators=[Optional(), Length(max=40)])
+    endpoint = StringField(_l("Serving endpoint or local path"), validators=[DataRequired(), Length(max=500)],
+                           description=_l("http(s)://… for an OpenAI-compatible server, a folder for in-process vLLM."))
+    served_model_id = StringField(_l("Served model id"), validators=[Optional(), Length(max=200)])
+    finetune_data_categories = StringField(_l("Fine-tuning data categories (comma-separated)"),
+                                           validators=[Optional(), Length(max=500)])
+    finetune_data_summary = TextAreaField(_l("Fine-tuning data summary"), validators=[Optional(), Length(max=4000)])
+    change_summary = TextAreaField(_l("Change summary against the approved version"),
+                                   validators=[Optional(), Length(max=4000)])
+    summary = TextAreaField(_l("Summary for the committee"), validators=[Optional(), Length(max=4000)])
+    submit_now = BooleanField(_l("Submit for review now"), default=True)
+
+    def validate_change_summary(self, field) -> None:
+        if self.kind.data == "change" and not (field.data or "").strip():
+            raise ValidationError(_l("A change needs its change summary."))
+
+
+# --- review ----------------------------------------------------------------------------------------
+class DeclarationForm(FlaskForm):
+    has_conflict = SelectField(_l("Do you have a conflict of interest in this case?"),
+                               choices=opts([("false", _l("No")), ("true", _l("Yes — I recuse myself"))]))
+    statement = TextAreaField(_l("Statement"), validators=[Optional(), Length(max=4000)],
+                              description=_l("Required when you declare a conflict: what it is."))
+
+    def validate_statement(self, field) -> None:
+        if self.has_conflict.data == "true" and not (field.data or "").strip():
+            raise ValidationError(_l("Say what the conflict is."))
+
+
+def checklist_form_class(items, lang: str) -> type[FlaskForm]:
+    """A form with one answer and one comment per applicable checklist item ("no" needs a comment)."""
+    attrs: dict = {}
+    for item in items:
+        choices = opts([("yes", _l("yes")), ("no", _l("no"))] + ([("na", _l("not applicable"))] if item.allows_na else []))
+        attrs[f"answer__{item.id}"] = RadioField(item.text.get(lang), choices=choices,
+                                                validators=[InputRequired()] if item.required else [Optional()],
+                                                description=item.evidence.get(lang))
+        attrs[f"comment__{item.id}"] = TextAreaField(_l("Comment"), validators=[Optional(), Length(max=4000)])
+
+    def validate(self, extra_validators=None) -> bool:
+        ok = FlaskForm.validate(self, extra_validators)
+        for item in items:
+            if self[f"answer__{item.id}"].data == "no" and not (self[f"comment__{item.id}"].data or "").strip():
+                self[f"comment__{item.id}"].errors = list(self[f"comment__{item.id}"].errors) + [
+                    str(_l('A "no" needs a comment.'))]
+                ok = False
+        return ok
+
+    attrs["validate"] = validate
+    attrs["ids"] = [item.id for item in items]
+    return type("ChecklistForm", (FlaskForm,), attrs)
+
+
+class VoteForm(FlaskForm):
+    meaning = SelectField(_l("Meaning of your signature"), choices=opts([
+        ("approve", _l("approve")), ("approve_with_conditions", _l("approve with conditions")),
+        ("require_revisions", _l("require revisions")), ("defer", _l("defer")), ("disapprove", _l("disapprove")),
+        ("abstain", _l("abstain"))]))
+    comment = TextAreaField(_l("Comment"), validators=[Optional(), Length(max=4000)])
+    password = PasswordField(_l("Your password (electronic signature)"), validators=[DataRequired()],
+                             description=_l("Re-entering your password applies your electronic signature: your "
+                                            "printed name, the date and time (UTC) and this meaning are recorded "
+                                            "with the case."))
+
+
+class AssignForm(FlaskForm):
+    reviewer = SelectField(_l("Reviewer"), choices=[])
+    due_date = DateField(_l("Due date"), validators=[Optional()])
+
+
+class CommentForm(FlaskForm):
+    text = TextAreaField(_l("Comment"), validators=[DataRequired(), Length(max=4000)])
+
+
+class MeetingForm(FlaskForm):
+    title = StringField(_l("Title"), validators=[DataRequired(), Length(max=200)])
+    scheduled_for = StringField(_l("Date and time (UTC, YYYY-MM-DD HH:MM)"), validators=[
+        DataRequired(), Regexp(r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}$", message=_l("Use YYYY-MM-DD HH:MM."))])
+    location = StringField(_l("Location"), validators=[Optional(), Length(max=200)])
+
+
+class ObligationForm(FlaskForm):
+    obligation_id = StringField(validators=[DataRequired(), Length(max=80)])
+    status = SelectField(_l("Status"), choices=opts([("open", _l("open")), ("satisfied", _l("satisfied")),
+                                                ("not_applicable", _l("not applicable"))]))
+    evidence = StringField(_l("Evidence"), validators=[Optional(), Length(max=2000)])
+    reference = StringField(_l("Reference number"), validators=[Optional(), Length(max=200)])
+
+
+class UserForm(FlaskForm):
+    email = EmailField(_l("E-mail"), validators=[DataRequired(), Email(), Length(max=254)])
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=200)])
+    roles = MultiCheckboxField(_l("Roles"), choices=[])
+    is_scientist = BooleanField(_l("Scientist (committee composition)"), default=True)
+    is_affiliated = BooleanField(_l("Affiliated with the institution"), default=True)
+    active = BooleanField(_l("Active"), default=True)
+    password = PasswordField(_l("Password (new accounts; leave empty to keep)"), validators=[Optional(),
+                                                                                          Length(min=10, max=200)])
+
+
+class TokenForm(FlaskForm):
+    name = StringField(_l("Token name"), validators=[DataRequired(), Length(max=100)])
+    scope = SelectField(_l("Scope"), choices=opts([("read", _l("read")), ("submit", _l("submit"))]))
+
+
+class PasswordChangeForm(FlaskForm):
+    current = PasswordField(_l("Current password"), validators=[DataRequired()])
+    new = PasswordField(_l("New password"), validators=[DataRequired(), Length(min=10, max=200)])
+
+
+# --- incidents --------------------------------------------------------------------------------------
+
+class IncidentForm(FlaskForm):
+    deployment_id = SelectField(_l("AI system"), coerce=int, validators=[InputRequired()],
+                                description=_l("The deployment the incident happened with."))
+    model_version_id = SelectField(_l("Model version"), coerce=int, default=0,
+                                   description=_l("Leave at 'the approved version' unless you know otherwise."))
+    severity = RadioField(_l("Severity"), validators=[InputRequired()], choices=opts([
+        ("minor", _l("minor — no effect on care")), ("moderate", _l("moderate — care affected, no harm")),
+        ("serious", _l("serious — harm or near miss (suspends the system)")),
+        ("critical", _l("critical — serious harm or death risk (suspends the system)"))]))
+    occurred_at = DateField(_l("Date it happened"), validators=[Optional()])
+    what_happened = TextAreaField(_l("What happened"), validators=[DataRequired(), Length(max=8000)])
+    patient_harmed = BooleanField(_l("A patient was harmed"))
+    deidentified_example = TextAreaField(
+        _l("De-identified example"), validators=[Optional(), Length(max=8000)],
+        description=_l("The model's input and output with names, record numbers, dates of birth and other "
+                       "identifiers removed."))
+
+
+class AdverseEventForm(FlaskForm):
+    reference = StringField(_l("National adverse-event report number"), validators=[DataRequired(), Length(max=200)])

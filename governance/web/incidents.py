@@ -1,0 +1,132 @@
+"""Incidents: clinicians report them; the chair, compliance and the system's owner follow them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, url_for
+from flask_babel import gettext as _
+from flask_login import login_required
+from sqlalchemy import or_, select
+
+from ..db import get_session
+from ..domain import Role
+from ..models import Deployment, Incident, ModelVersion, User
+from ..operations import GovernanceError
+from ..operations.incidents import REPORTABLE, adverse_event_due, incident_case, record_adverse_event_report, report_incident
+from ..permissions import OVERSIGHT_ROLES, can_see
+from .access import me, require_roles, roles
+from .forms import AdverseEventForm, IncidentForm, opts
+from .listing import paginate
+from .vocabulary import words
+
+bp = Blueprint("incidents", __name__, url_prefix="/incidents")
+REPORTERS = (Role.CLINICIAN, Role.IRB_CHAIR)
+
+
+def _clause():
+    """Incidents a user may see: all for oversight roles; else those they reported or on systems they own."""
+    if roles() & OVERSIGHT_ROLES:
+        return Incident.id.is_not(None)
+    return or_(Incident.reporter_id == me().id, Deployment.owner_id == me().id)
+
+
+def _visible(incident_id: int) -> Incident:
+    found = get_session().execute(select(Incident).join(Deployment, Deployment.id == Incident.deployment_id)
+                                  .where(Incident.id == incident_id, _clause())).scalars().first()
+    if found is None:
+        abort(404)
+    return found
+
+
+@bp.get("")
+@login_required
+def index():
+    session = get_session()
+    query = (select(Incident, Deployment.name, User.name.label("reporter"))
+             .join(Deployment, Deployment.id == Incident.deployment_id)
+             .outerjoin(User, User.id == Incident.reporter_id).where(_clause()))
+    page = paginate(session, query, {"reported": Incident.reported_at, "severity": Incident.severity,
+                                     "status": Incident.status, "deployment": Deployment.name}, "reported")
+    return render_template("incidents/index.html", page=page, can_report=bool(roles() & set(REPORTERS)))
+
+
+def _form() -> IncidentForm:
+    session = get_session()
+    form = IncidentForm()
+    deployments = session.execute(select(Deployment.id, Deployment.name, Deployment.status)
+                                  .where(Deployment.status.in_([s.value for s in REPORTABLE]))
+                                  .order_by(Deployment.name)).all()
+    form.deployment_id.choices = opts([(d.id, f"{d.name} ({words(d.status)})") for d in deployments])
+    versions = session.execute(select(ModelVersion.id, ModelVersion.version_label, Deployment.name)
+                               .join(Deployment, Deployment.id == ModelVersion.deployment_id)
+                               .where(Deployment.status.in_([s.value for s in REPORTABLE]))
+                               .order_by(Deployment.name, ModelVersion.id.desc())).all()
+    form.model_version_id.choices = opts([(0, _("the approved version"))] +
+                                         [(v.id, f"{v.name} — {v.version_label}") for v in versions])
+    return form
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@require_roles(*REPORTERS)
+def new():
+    session = get_session()
+    form = _form()
+    if form.validate_on_submit():
+        deployment = session.get(Deployment, form.deployment_id.data)
+        version = session.get(ModelVersion, form.model_version_id.data) if form.model_version_id.data else None
+        occurred = datetime.combine(form.occurred_at.data, time(12), tzinfo=UTC) if form.occurred_at.data else None
+        try:
+            if deployment is None:
+                raise GovernanceError(_("Choose the AI system."))
+            incident = report_incident(session, current_app.config["GOVERNANCE"], deployment=deployment,
+                                       severity=form.severity.data, what_happened=form.what_happened.data,
+                                       reporter=me(), model_version=version, patient_harmed=form.patient_harmed.data,
+                                       deidentified_example=form.deidentified_example.data or "",
+                                       occurred_at=occurred)
+        except GovernanceError as exc:
+            session.rollback()
+            flash(_("Not reported: %(reason)s", reason=str(exc)), "error")
+        else:
+            message = _("Incident #%(id)s reported. The IRB office has been notified.", id=incident.id)
+            if deployment.status == "suspended" and form.severity.data in {"serious", "critical"}:
+                message += " " + _("%(name)s is suspended until the chair reinstates it.", name=deployment.name)
+            flash(message, "success")
+            return redirect(url_for("incidents.show", incident_id=incident.id), code=303)
+    return render_template("incidents/new.html", form=form)
+
+
+@bp.get("/<id:incident_id>")
+@login_required
+def show(incident_id: int):
+    session = get_session()
+    incident = _visible(incident_id)
+    deployment = session.get(Deployment, incident.deployment_id)
+    case = incident_case(session, incident)
+    due = adverse_event_due(current_app.config["GOVERNANCE"], deployment, incident.severity, incident.patient_harmed,
+                            incident.reported_at) if incident.adverse_event_required else None
+    return render_template("incidents/show.html", incident=incident, deployment=deployment,
+                           version=session.get(ModelVersion, incident.model_version_id),
+                           reporter=session.get(User, incident.reporter_id) if incident.reporter_id else None,
+                           case=case if case is not None and can_see(session, me(), case) else None,
+                           adverse_event_due=due, form=AdverseEventForm(),
+                           can_record=bool(roles() & {Role.COMPLIANCE_OFFICER, Role.IRB_CHAIR}))
+
+
+@bp.post("/<id:incident_id>/adverse-event")
+@require_roles(Role.COMPLIANCE_OFFICER, Role.IRB_CHAIR)
+def adverse_event(incident_id: int):
+    session = get_session()
+    incident = _visible(incident_id)
+    form = AdverseEventForm()
+    if not form.validate_on_submit():
+        flash(_("Not recorded: the report number is required."), "error")
+    else:
+        try:
+            record_adverse_event_report(session, incident, form.reference.data, actor=me())
+        except GovernanceError as exc:
+            session.rollback()
+            flash(str(exc), "error")
+        else:
+            flash(_("Report number recorded."), "success")
+    return redirect(url_for("incidents.show", incident_id=incident.id), code=303)

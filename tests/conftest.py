@@ -1,0 +1,195 @@
+"""Fixtures: an app per test on a fresh database (SQLite, and PostgreSQL for database tests when
+GOVERNANCE_TEST_POSTGRES_URL is set), sessions, a CLI runner, and factories for users and cases."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, settings
+
+from governance import create_app, migrate
+from governance.cli import cli
+from governance.db import get_db
+
+from .factories import Factory
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+POSTGRES_URL = os.environ.get("GOVERNANCE_TEST_POSTGRES_URL", "")
+REDIS_URL = os.environ.get("GOVERNANCE_TEST_REDIS_URL", "")
+REQUIRE_SERVICES = os.environ.get("GOVERNANCE_TEST_REQUIRE_SERVICES") == "1"
+TEST_SECRET = "test-secret-key-not-for-production-0123456789"
+
+settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("default")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Database tests run on SQLite and, when configured, on PostgreSQL too."""
+    if "backend" in metafunc.fixturenames:
+        backends = ["sqlite"]
+        if metafunc.definition.get_closest_marker("both_databases") and (POSTGRES_URL or REQUIRE_SERVICES):
+            backends.append("postgresql")
+        metafunc.parametrize("backend", backends, scope="function")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if REQUIRE_SERVICES:
+        for name, url in (("PostgreSQL", POSTGRES_URL), ("Redis", REDIS_URL)):
+            if not url:
+                raise pytest.UsageError(f"{name} is required (GOVERNANCE_TEST_REQUIRE_SERVICES=1) but its URL is unset")
+        engine = sa.create_engine(POSTGRES_URL)
+        try:
+            with engine.connect() as connection:
+                connection.execute(sa.text("SELECT 1"))
+        except sa.exc.OperationalError as exc:
+            raise pytest.UsageError(f"PostgreSQL at {POSTGRES_URL} is unreachable: {exc}") from None
+        finally:
+            engine.dispose()
+        import redis
+
+        try:
+            redis.Redis.from_url(REDIS_URL).ping()
+        except redis.RedisError as exc:
+            raise pytest.UsageError(f"Redis at {REDIS_URL} is unreachable: {exc}") from None
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite database, copied for each test (migrating once keeps the suite fast)."""
+    path = tmp_path_factory.mktemp("template") / "template.sqlite3"
+    migrate.upgrade(f"sqlite:///{path}")
+    return path
+
+
+def _schema_url(base: str, schema: str) -> str:
+    separator = "&" if "?" in base else "?"
+    return f"{base}{separator}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(scope="session")
+def postgres_schema() -> str:
+    """A schema of its own in the shared test database, migrated once, dropped at the end."""
+    if not POSTGRES_URL:
+        pytest.skip("GOVERNANCE_TEST_POSTGRES_URL is not set")
+    schema = f"gov_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    engine = sa.create_engine(POSTGRES_URL)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    migrate.upgrade(_schema_url(POSTGRES_URL, schema))
+    yield schema
+    with engine.begin() as connection:
+        connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    engine.dispose()
+
+
+def truncate_all(url: str) -> None:
+    """Empty every table between tests; the append-only triggers are bypassed by replication role."""
+    from sqlmodel import SQLModel
+
+    engine = sa.create_engine(url)
+    tables = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.execute(sa.text("SET LOCAL session_replication_role = replica"))
+        connection.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture
+def backend() -> str:
+    return "sqlite"
+
+
+@pytest.fixture
+def database_url(backend: str, tmp_path: Path, sqlite_template: Path, request: pytest.FixtureRequest) -> str:
+    if backend == "postgresql":
+        schema = request.getfixturevalue("postgres_schema")
+        url = _schema_url(POSTGRES_URL, schema)
+        truncate_all(url)
+        yield url
+        truncate_all(url)
+        return
+    path = tmp_path / "governance.sqlite3"
+    shutil.copy(sqlite_template, path)
+    yield f"sqlite:///{path}"
+
+
+def make_app(instance: Path, database_url: str, **overrides):
+    config = {"instance_path": instance, "database_url": database_url, "secret_key": TEST_SECRET, "demo_mode": True,
+              "audit_dispatch": "inline", "dossier_dispatch": "queue", "TESTING": True, "WTF_CSRF_ENABLED": False, **overrides}
+    return create_app(config)
+
+
+@pytest.fixture
+def app_overrides() -> dict:
+    """Override in a test module to change the app's settings."""
+    return {}
+
+
+@pytest.fixture
+def app(tmp_path: Path, database_url: str, app_overrides: dict):
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    application = make_app(instance, database_url, **app_overrides)
+    yield application
+    from governance.audit import jobs
+
+    jobs.wait(30)
+    get_db(application).dispose()
+
+
+@pytest.fixture
+def session(app):
+    """A session of the test's own (no app context pushed: requests get theirs, as in production)."""
+    db_session = get_db(app).session_factory()
+    yield db_session
+    db_session.rollback()
+    db_session.close()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def factory(app, session) -> Factory:
+    return Factory(app, session)
+
+
+class CliRunner:
+    """Invoke ``govern`` against the test app's instance."""
+
+    def __init__(self, app):
+        self.app = app
+        self.runner = app.test_cli_runner(mix_stderr=False) if _mix_stderr_supported() else app.test_cli_runner()
+
+    def invoke(self, *args: str, input: str | None = None):
+        from flask.cli import ScriptInfo
+
+        return self.runner.invoke(cli, list(args), obj=ScriptInfo(create_app=lambda: self.app), input=input)
+
+
+def _mix_stderr_supported() -> bool:
+    import inspect
+
+    from click.testing import CliRunner as ClickRunner
+
+    return "mix_stderr" in inspect.signature(ClickRunner.__init__).parameters
+
+
+@pytest.fixture
+def runner(app) -> CliRunner:
+    return CliRunner(app)
+
+
+@pytest.fixture(scope="session")
+def shared_datasets() -> Path:
+    if not SHARED.exists():
+        pytest.fail(f"the shared datasets folder {SHARED} is missing")
+    return SHARED / "datasets"
