@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import threading
 from pathlib import Path
@@ -35,8 +36,8 @@ SHOTS = [
     ("demo-chair-intake", "chair@demo.hospital", "/intake", "en"),
     ("demo-chair-meeting", "chair@demo.hospital", "/meetings/1", "en"),
     ("demo-reviewer-queue", "ai.zhou@demo.hospital", "/review", "en"),
-    ("demo-case", "ai.zhou@demo.hospital", "/submissions/3", "en"),
-    ("demo-audit", "ai.zhou@demo.hospital", "/submissions/3/audit", "en"),
+    ("demo-case", "chair@demo.hospital", "/submissions/3", "en"),
+    ("demo-audit", "chair@demo.hospital", "/submissions/3/audit", "en"),
     ("demo-compliance-registry", "compliance@demo.hospital", "/registry", "en"),
     ("demo-compliance-events", "compliance@demo.hospital", "/events", "en"),
     ("demo-clinician-report", "clinician@demo.hospital", "/incidents/new", "en"),
@@ -52,6 +53,7 @@ def main() -> int:
     args = parser.parse_args()
     instance = resolve_instance_path()
     accounts = json.loads((instance / "demo-accounts.json").read_text())
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     app = create_app({"audit_dispatch": "queue", "dossier_dispatch": "queue"})
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -68,7 +70,7 @@ def main() -> int:
                 page.goto(f"{base}/login")
                 page.fill("input[name=email]", email)
                 page.fill("input[name=password]", accounts[email])
-                page.click("button[type=submit]")
+                page.click("button.primary[type=submit]")  # the header also has the language switch
                 page.wait_for_url(f"{base}/")
                 response = page.goto(f"{base}{path}")
                 if response is None or response.status != 200:
