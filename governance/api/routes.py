@@ -195,12 +195,12 @@ def create_deployment():
     return jsonify(deployment_json(created)), 201
 
 
-@bp.get(f"/deployments/<id:deployment_id>")
+@bp.get("/deployments/<id:deployment_id>")
 def get_deployment(deployment_id: int):
     return jsonify(deployment_json(_deployment(deployment_id)))
 
 
-@bp.get(f"/deployments/<id:deployment_id>/history")
+@bp.get("/deployments/<id:deployment_id>/history")
 def deployment_history(deployment_id: int):
     deployment = _deployment(deployment_id)
     rows = get_session().execute(select(Event).where(Event.deployment_id == deployment.id,
@@ -229,12 +229,12 @@ def create_submission():
     return jsonify(submission_json(case)), 201
 
 
-@bp.get(f"/submissions/<id:submission_id>")
+@bp.get("/submissions/<id:submission_id>")
 def get_submission(submission_id: int):
     return jsonify(submission_json(_case(submission_id)))
 
 
-@bp.post(f"/submissions/<id:submission_id>/events")
+@bp.post("/submissions/<id:submission_id>/events")
 def post_event(submission_id: int):
     require_scope("submit")
     case = _case(submission_id)
@@ -245,14 +245,14 @@ def post_event(submission_id: int):
                     "submission": submission_json(case)})
 
 
-@bp.get(f"/submissions/<id:submission_id>/dossiers")
+@bp.get("/submissions/<id:submission_id>/dossiers")
 def list_dossiers(submission_id: int):
     case = _case(submission_id)
     rows = get_session().execute(select(Dossier).where(Dossier.submission_id == case.id).order_by(Dossier.id)).scalars()
     return jsonify([dossier_json(d) for d in rows])
 
 
-@bp.get(f"/dossiers/<id:dossier_id>/pdf")
+@bp.get("/dossiers/<id:dossier_id>/pdf")
 def dossier_pdf(dossier_id: int):
     found = get_session().get(Dossier, dossier_id)
     if found is None or found.submission_id is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import login_required
 from sqlalchemy import select
@@ -11,12 +11,12 @@ from .. import eventlog, obligations, queries
 from ..db import get_session
 from ..domain import Role
 from ..models import Comment, Decision, Deployment, Dossier, ModelVersion, Submission, User, Vote
-from ..operations import ConflictError, TransitionRefused, actions_for, fire
-from ..operations.engine import find_transition
+from ..operations import ConflictError, actions_for
 from ..permissions import can_see
 from ..workflow import SubmissionState
 from .access import me, roles
-from .forms import CommentForm, ObligationForm, action_form_class, form_data
+from .actions import fire_posted_action
+from .forms import CommentForm, ObligationForm, action_form_class
 
 bp = Blueprint("cases", __name__, url_prefix="/submissions")
 
@@ -76,29 +76,13 @@ def _show(session, submission: Submission):
 @bp.post("/<id:submission_id>/events/<event>")
 @login_required
 def act(submission_id: int, event: str):
-    session = get_session()
     submission = _visible_submission(submission_id)
-    settings = current_app.config["GOVERNANCE"]
-    target = url_for("cases.show", submission_id=submission.id)
-    try:
-        transition = find_transition(submission, event)
-    except TransitionRefused as refusal:
-        flash(refusal.reason, "error")
-        return redirect(target, code=303)
-    form = action_form_class(transition)(prefix=event)
-    if not form.validate_on_submit():
-        problems = "; ".join(f"{form[name].label.text}: {', '.join(errors)}" for name, errors in form.errors.items())
-        flash(_("Not done: %(problems)s", problems=problems), "error")
-        return redirect(target, code=303)
     seen = request.form.get("lock_version", type=int)
-    try:
+
+    def still_as_seen() -> None:
         if seen is not None and seen != submission.lock_version:
             raise ConflictError(_("The case changed since you opened it (someone else acted on it). Review the "
                                   "page and try again."))
-        fire(session, submission, event, me(), form_data(form, transition), settings=settings)
-    except TransitionRefused as refusal:
-        session.rollback()
-        flash(_("Refused by %(guard)s: %(reason)s", guard=refusal.guard, reason=refusal.reason), "error")
-        return redirect(target, code=303)
-    flash(_("Done: %(label)s.", label=_(transition.label)), "success")
-    return redirect(target, code=303)
+
+    return fire_posted_action(submission, event, url_for("cases.show", submission_id=submission.id),
+                              before=still_as_seen)

@@ -19,12 +19,12 @@ from ..domain import SubmissionKind
 from ..models import Deployment, Dossier, Event, Incident, ModelVersion, Submission, User
 from ..monitoring.trends import accuracy_trend
 from ..operations import GovernanceError, TransitionRefused, actions_for, fire
-from ..operations.engine import find_transition
 from ..workflow import OPEN_STATES
 from ..operations.cases import add_model_version, open_submission, register_deployment, update_descriptor
 from ..permissions import OVERSIGHT_ROLES, visibility_clause
 from .access import me, require_roles, roles
-from .forms import ConfirmForm, DescriptorForm, VersionForm, action_form_class, form_data
+from .actions import fire_posted_action
+from .forms import ConfirmForm, DescriptorForm, VersionForm, action_form_class
 from .listing import paginate
 
 bp = Blueprint("deployments", __name__, url_prefix="/deployments")
@@ -137,27 +137,8 @@ def _open_continuing(session, deployment: Deployment) -> Submission | None:
 @login_required
 def act(deployment_id: int, event: str):
     """Suspend, reinstate or retire (the chair; retire also the admin): the engine checks roles and guards."""
-    session = get_session()
     deployment = _visible(deployment_id)
-    target = url_for("deployments.show", deployment_id=deployment.id)
-    try:
-        transition = find_transition(deployment, event)
-    except TransitionRefused as refusal:
-        flash(refusal.reason, "error")
-        return redirect(target, code=303)
-    form = action_form_class(transition)(prefix=event)
-    if not form.validate_on_submit():
-        problems = "; ".join(f"{form[name].label.text}: {', '.join(errors)}" for name, errors in form.errors.items())
-        flash(_("Not done: %(problems)s", problems=problems), "error")
-        return redirect(target, code=303)
-    try:
-        fire(session, deployment, event, me(), form_data(form, transition), settings=current_app.config["GOVERNANCE"])
-    except TransitionRefused as refusal:
-        session.rollback()
-        flash(_("Refused by %(guard)s: %(reason)s", guard=refusal.guard, reason=refusal.reason), "error")
-        return redirect(target, code=303)
-    flash(_("Done: %(label)s.", label=_(transition.label)), "success")
-    return redirect(target, code=303)
+    return fire_posted_action(deployment, event, url_for("deployments.show", deployment_id=deployment.id))
 
 
 @bp.post("/<id:deployment_id>/continuing")
