@@ -84,6 +84,7 @@ def test_every_gate_emits_a_signed_dossier(approved, session, institution):
 def test_signing_and_verifying_work_where_the_thread_runs_an_event_loop(approved, session, institution):
     """pyHanko's sync API wraps asyncio.run; an async caller (or Playwright's sync API) must still sign."""
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
     from governance.dossier.signing import sign
 
@@ -96,7 +97,9 @@ def test_signing_and_verifying_work_where_the_thread_runs_an_event_loop(approved
         signed = sign(_one_page_pdf(), (0, 50, 50, 250, 120), institution, reason="event-loop test")
         return report, signed
 
-    report, signed = asyncio.run(inside_a_loop())
+    # The loop runs on a thread of its own: this test's thread may already have one (Playwright's sync API).
+    with ThreadPoolExecutor(max_workers=1) as caller:
+        report, signed = caller.submit(asyncio.run, inside_a_loop()).result()
     assert report.ok, report.failures
     assert signed.startswith(b"%PDF") and b"/ByteRange" in signed
 
