@@ -10,17 +10,8 @@ import secrets
 from typing import Any
 
 from flask import Flask
-from werkzeug.routing import IntegerConverter
 
 __version__ = "0.1.0"
-
-
-class RowIdConverter(IntegerConverter):
-    """``<id:name>`` in a route: a row id is a positive 32-bit database integer, so a larger one matches no
-    route (404) instead of reaching PostgreSQL as an out-of-range parameter (500)."""
-
-    def __init__(self, url_map):
-        super().__init__(url_map, min=1, max=2**31 - 1)
 
 
 def create_app(test_config: dict[str, Any] | None = None, *, require_secret: bool = True) -> Flask:
@@ -46,7 +37,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, require_secret: boo
         raise RuntimeError("workflow table names unregistered guards or effects: " + "; ".join(problems))
 
     app = Flask(__name__, instance_path=str(instance), template_folder="web/templates", static_folder="static")
-    app.url_map.converters["id"] = RowIdConverter
+    app.url_map.converters["id"] = db.RowIdConverter
     app.config.update(
         SECRET_KEY=settings.secret_key if not settings.secret_is_insecure else secrets.token_urlsafe(32),
         GOVERNANCE=settings,

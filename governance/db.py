@@ -16,9 +16,20 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
+from werkzeug.routing import IntegerConverter
+
+from .models.base import MAX_ROW_ID
 
 _EXTENSION = "governance.db"
 _AFTER_COMMIT = "governance.after_commit"
+
+
+class RowIdConverter(IntegerConverter):
+    """``<id:name>`` in a route: ids are positive 32-bit database integers, so a larger one matches no route
+    (404) instead of reaching PostgreSQL as an out-of-range parameter (500)."""
+
+    def __init__(self, url_map):
+        super().__init__(url_map, min=1, max=MAX_ROW_ID)
 
 
 def make_engine(url: str) -> Engine:

@@ -13,15 +13,16 @@ from .. import eventlog
 from ..db import get_session
 from ..domain import Role
 from ..models import Deployment, Incident, ModelVersion
+from ..models.base import MAX_ROW_ID
 from ..operations.incidents import incident_case, report_incident
 from ..permissions import OVERSIGHT_ROLES
 from . import ApiError, bp, require_scope
-from .routes import MAX_ID, Strict, _require_roles, _roles, parse
+from .routes import Strict, _require_roles, _roles, parse
 
 
 class IncidentIn(Strict):
-    deployment_id: int = Field(ge=1, le=MAX_ID)
-    model_version_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    deployment_id: int = Field(ge=1, le=MAX_ROW_ID)
+    model_version_id: int | None = Field(default=None, ge=1, le=MAX_ROW_ID)
     severity: Literal["minor", "moderate", "serious", "critical"]
     what_happened: str = Field(min_length=1, max_length=8000)
     patient_harmed: bool = False

@@ -7,10 +7,11 @@ from typing import Any
 from .. import __version__
 from ..classification.descriptor import Descriptor, field_vocabulary
 from ..domain import SuspensionCause
+from ..models.base import MAX_ROW_ID
 from ..workflow import SUBMISSIONS, DeploymentStatus
 
 SHA256 = {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}
-ID = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
+ID = {"type": "integer", "minimum": 1, "maximum": MAX_ROW_ID}
 ERROR = {"$ref": "#/components/schemas/Error"}
 
 

@@ -13,6 +13,7 @@ from .. import eventlog, queries
 from ..db import get_session
 from ..domain import Role
 from ..models import Decision, Deployment, Dossier, Event, ModelVersion, Submission
+from ..models.base import MAX_ROW_ID
 from ..operations import fire
 from ..operations.cases import add_model_version, open_submission, register_deployment
 from ..operations.dossiers import absolute_path
@@ -22,8 +23,6 @@ from . import ApiError, bp, require_scope
 from .openapi import spec
 
 DEPLOYMENT_EVENTS = ("activate", "suspend", "reinstate", "renew", "expire", "retire")
-#: Ids are 32-bit database integers: a larger one in a path cannot exist (404), in a body it is malformed (400).
-MAX_ID = 2**31 - 1
 MAX_PAGE = 100_000
 
 
@@ -49,7 +48,7 @@ class ModelVersionIn(Strict):
 
 
 class SubmissionIn(Strict):
-    deployment_id: int = Field(ge=1, le=MAX_ID)
+    deployment_id: int = Field(ge=1, le=MAX_ROW_ID)
     kind: Literal["initial", "change"]
     title: str = Field(default="", max_length=300)
     summary: str = Field(default="", max_length=4000)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, render_template, request, url_for
-from flask_babel import gettext as _
+from flask import Blueprint, abort, current_app, render_template, url_for
 from flask_login import login_required
 from sqlalchemy import select
 
@@ -11,7 +10,7 @@ from .. import eventlog, obligations, queries
 from ..db import get_session
 from ..domain import Role
 from ..models import Comment, Decision, Deployment, Dossier, ModelVersion, Submission, User, Vote
-from ..operations import ConflictError, actions_for
+from ..operations import actions_for
 from ..permissions import can_see
 from ..workflow import SubmissionState
 from .access import me, roles
@@ -77,12 +76,4 @@ def _show(session, submission: Submission):
 @login_required
 def act(submission_id: int, event: str):
     submission = _visible_submission(submission_id)
-    seen = request.form.get("lock_version", type=int)
-
-    def still_as_seen() -> None:
-        if seen is not None and seen != submission.lock_version:
-            raise ConflictError(_("The case changed since you opened it (someone else acted on it). Review the "
-                                  "page and try again."))
-
-    return fire_posted_action(submission, event, url_for("cases.show", submission_id=submission.id),
-                              before=still_as_seen)
+    return fire_posted_action(submission, event, url_for("cases.show", submission_id=submission.id))
