@@ -13,11 +13,11 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -e '.[server]'
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[server,test]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -35,6 +35,7 @@ run: install system-packages
 	GOVERNANCE_INSTANCE=$(INSTANCE) $(BIN)/govern run --host 127.0.0.1 --port 5000
 
 test: install-test system-packages-test
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 docs: install

@@ -1,3 +1,5 @@
-from governance import create_app
+"""The WSGI entry point: ``gunicorn app:app``."""
+
+from governance.app import create_app
 
 app = create_app()

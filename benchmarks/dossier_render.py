@@ -28,7 +28,8 @@ def main() -> None:
     arguments = parser.parse_args()
 
     from benchmarks.audit_throughput import bank_file
-    from governance import create_app, migrate
+    from governance import migrate
+    from governance.app import create_app
     from governance.db import get_db
     from governance.dossier.keys import init_keys
     from governance.operations import dossiers as dossier_ops

@@ -129,7 +129,8 @@ def build_templates(folder: Path) -> Templates:
     approved deployment) through the workflow in a scratch instance, and read back its rows and events."""
     from argon2 import PasswordHasher
 
-    from governance import create_app, migrate, security
+    from governance import migrate, security
+    from governance.app import create_app
     from governance.db import get_db
     from governance.models import Deployment, Event, Submission
     from tests.factories import PASSWORD, Factory
@@ -142,7 +143,7 @@ def build_templates(folder: Path) -> Templates:
                       "demo_mode": True, "audit_dispatch": "inline", "dossier_dispatch": "queue"})
     skipped = []
     # Signing a vote re-enters the password: cheap hashes here (the benchmark's users get real ones).
-    real_hasher, security._hasher = security._hasher, PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    real_hasher = security.use_hasher(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
     try:
         with app.app_context():
             session = get_db(app).session_factory()
@@ -173,7 +174,7 @@ def build_templates(folder: Path) -> Templates:
                 made[key] = (case.id, before, head())
             session.close()
     finally:
-        security._hasher = real_hasher
+        security.use_hasher(real_hasher)
     from sqlmodel import SQLModel
 
     engine = sa.create_engine(url)
@@ -762,7 +763,7 @@ def summary(timings: list[float], queries: list[int], sizes: list[int]) -> dict[
 def measure(url: str, folder: Path, dataset: Dataset, requests: int, warmup: int) -> dict[str, Any]:
     from tests.factories import PASSWORD
 
-    from governance import create_app
+    from governance.app import create_app
     from governance.db import get_db
     from governance.web import registry
 

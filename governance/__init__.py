@@ -1,58 +1,10 @@
 """Ethics review (IRB) for the AI models hospitals deploy.
 
-``create_app`` builds the Flask application; each subsystem plugs in with ``init_app``. Nothing runs at
-import time beyond declaring things.
+The web application is built by :func:`governance.app.create_app`; every process (web, Celery worker and
+beat, CLI) assembles the same system with :func:`governance.system.assemble`. Importing this package does
+nothing else, so the light ``govern submit`` client can run where the server's dependencies are absent.
 """
 
-from __future__ import annotations
+from .version import __version__
 
-import secrets
-from typing import Any
-
-from flask import Flask
-
-__version__ = "0.1.0"
-
-
-def create_app(test_config: dict[str, Any] | None = None, *, require_secret: bool = True) -> Flask:
-    """Build the app. ``test_config`` keys in lower case are settings, upper-case ones Flask config.
-
-    ``require_secret`` is False only for CLI commands that must work before ``govern init`` wrote a key;
-    serving the web app always checks it.
-    """
-    from . import db, guards  # noqa: F401  (guards and effects register themselves by name)
-    from .config import load_settings, resolve_instance_path
-    from .operations import effects  # noqa: F401
-    from .operations.engine import registry_problems
-
-    test_config = dict(test_config or {})
-    instance = resolve_instance_path(test_config.pop("instance_path", None))
-    flask_config = {k: v for k, v in test_config.items() if k.isupper()}
-    overrides = {k: v for k, v in test_config.items() if not k.isupper()}
-    settings = load_settings(instance, overrides)
-    if require_secret:
-        settings.require_secure_secret()
-    problems = registry_problems()
-    if problems:
-        raise RuntimeError("workflow table names unregistered guards or effects: " + "; ".join(problems))
-
-    app = Flask(__name__, instance_path=str(instance), template_folder="web/templates", static_folder="static")
-    app.url_map.converters["id"] = db.RowIdConverter
-    app.config.update(
-        SECRET_KEY=settings.secret_key if not settings.secret_is_insecure else secrets.token_urlsafe(32),
-        GOVERNANCE=settings,
-        DEBUG=settings.debug,
-        SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=settings.session_cookie_secure,
-        MAX_CONTENT_LENGTH=16 * 1024 * 1024,
-        WTF_CSRF_TIME_LIMIT=None,
-    )
-    app.config.update(flask_config)
-
-    from . import api, web
-
-    db.init_app(app)
-    web.init_app(app)
-    api.init_app(app)
-    return app
+__all__ = ["__version__"]

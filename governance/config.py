@@ -1,87 +1,122 @@
-"""Typed settings: defaults, then ``instance/config.toml``, then ``GOVERNANCE_*`` environment variables.
+"""Typed settings: defaults, then ``instance/config.toml``, then ``GOVERNANCE_*`` environment variables,
+then the overrides a test or command passes.
 
-Settings fail fast: an unknown key or a value of the wrong type stops the app with a message that
-names the source and the key, and the web app refuses to serve with a missing or default secret key
+Every setting has a type and bounds (pydantic-settings). Settings fail fast: an unknown key or a value of
+the wrong type or out of range stops the app with a message naming the source (the file, the environment
+variable, or the overrides) and the key; the web app refuses to serve with a missing or default secret key
 unless it runs in debug or demo mode.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import secrets
 import tomllib
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import DirectoryPath, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
+from pydantic_settings import TomlConfigSettingsSource
+
+from .errors import ConfigError
+
+__all__ = ["CONFIG_FILE_NAME", "ConfigError", "ENV_PREFIX", "PROJECT_ROOT", "Settings", "as_public_dict",
+           "load_settings", "new_secret_key", "resolve_instance_path", "write_instance_config"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "GOVERNANCE_"
 CONFIG_FILE_NAME = "config.toml"
 #: Secret keys that must never protect a real deployment.
 KNOWN_INSECURE_SECRETS = frozenset({"", "dev", "change-me", "changeme", "secret", "demo"})
+#: GOVERNANCE_* variables that are not settings: the instance folder, the API token ``govern submit`` reads,
+#: and the test suite's own (``GOVERNANCE_TEST_*``).
+NOT_SETTINGS = ("INSTANCE", "TOKEN")
+NOT_SETTINGS_PREFIXES = ("TEST_",)
+
+#: How a job is run (see :mod:`governance.jobs`).
+Dispatch = Literal["auto", "thread", "inline", "queue", "celery"]
+Port = Annotated[int, Field(ge=1, le=65535)]
 
 
-class ConfigError(Exception):
-    """A setting is missing, unknown or malformed; the message names where it came from."""
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="forbid", frozen=True, env_prefix=ENV_PREFIX, validate_default=True)
 
-
-@dataclass(frozen=True)
-class Settings:
     #: Folder for the SQLite database, the signing key, dossiers and ``config.toml``.
     instance_path: Path
-    secret_key: str = ""
+    secret_key: SecretStr = SecretStr("")
     #: SQLAlchemy URL; empty means ``sqlite:///<instance>/governance.sqlite3``.
-    database_url: str = ""
+    database_url: str = Field(default="", pattern=r"^$|^(sqlite|postgresql)(\+[a-z0-9]+)?://")
     debug: bool = False
     #: Demo mode allows the deterministic demo audit backend and demo accounts.
     demo_mode: bool = False
-    institution_name: str = "Example University Hospital"
-    institution_name_zh: str = "示例大学附属医院"
+    institution_name: str = Field(default="Example University Hospital", min_length=1, max_length=200)
+    institution_name_zh: str = Field(default="示例大学附属医院", min_length=1, max_length=200)
     #: Where the rule files, checklists and dossier templates are read from (editable by compliance).
-    regulations_dir: Path = PROJECT_ROOT / "regulations"
-    checklists_dir: Path = PROJECT_ROOT / "checklists"
-    reports_dir: Path = PROJECT_ROOT / "reports"
-    #: Celery broker; empty runs audits in an in-process worker thread.
-    broker_url: str = ""
-    #: "thread" (background worker thread), "inline" (inside the caller: CLI and tests) or "queue" (left
-    #: queued for ``govern audit resume`` or a worker).
-    audit_dispatch: str = "thread"
-    #: Where gate dossiers are rendered and signed: "thread", "inline" or "queue" (as audits).
-    dossier_dispatch: str = "thread"
+    regulations_dir: DirectoryPath = PROJECT_ROOT / "regulations"
+    checklists_dir: DirectoryPath = PROJECT_ROOT / "checklists"
+    reports_dir: DirectoryPath = PROJECT_ROOT / "reports"
+    #: Celery broker (``redis://`` or ``amqp://``); empty runs jobs in this process.
+    broker_url: str = Field(default="", pattern=r"^$|^(redis|rediss|amqp|amqps)://")
+    #: How audits, dossiers and e-mail run: ``auto`` (Celery with a broker, else a thread), ``thread``,
+    #: ``inline`` (inside the caller: CLI and tests), ``queue`` (left for the scheduler) or ``celery``.
+    audit_dispatch: Dispatch = "auto"
+    dossier_dispatch: Dispatch = "auto"
+    mail_dispatch: Dispatch = "auto"
+    #: Seconds before the broker gives an unacknowledged job (a worker that died) to another worker.
+    job_visibility_timeout: int = Field(default=21600, ge=5, le=7 * 86400)
     #: The item bank gate audits use: "builtin" or a path to a JSONL file or folder.
-    audit_items: str = "builtin"
-    #: Language the gate audit asks in ("zh" or "en").
-    audit_lang: str = "zh"
-    audit_concurrency: int = 16
+    audit_items: str = Field(default="builtin", min_length=1)
+    #: Language the gate audit asks in.
+    audit_lang: Literal["zh", "en"] = "zh"
+    audit_concurrency: int = Field(default=16, ge=1, le=1024)
     #: Results persisted per batch (a killed audit loses at most one batch of work, never a result).
-    audit_batch: int = 100
+    audit_batch: int = Field(default=100, ge=1, le=10000)
     #: vLLM engine options for gate audits of local model paths.
-    vllm_tensor_parallel_size: int = 1
-    vllm_pipeline_parallel_size: int = 1
-    vllm_distributed_executor_backend: str = ""
-    vllm_gpu_memory_utilization: str = "0.9"
-    vllm_max_model_len: int = 0
+    vllm_tensor_parallel_size: int = Field(default=1, ge=1, le=64)
+    vllm_pipeline_parallel_size: int = Field(default=1, ge=1, le=64)
+    vllm_distributed_executor_backend: Literal["", "mp", "ray"] = ""
+    vllm_gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
+    vllm_max_model_len: int = Field(default=0, ge=0, le=10_000_000)
     #: Signing key: a PKCS#12 file (default: the instance's own, created by ``govern keys init``).
     signing_pkcs12: str = ""
-    signing_passphrase: str = ""
-    trust_roots: tuple[str, ...] = ()
-    tsa_url: str = ""
+    signing_passphrase: SecretStr = SecretStr("")
+    trust_roots: Annotated[tuple[str, ...], NoDecode] = ()
+    tsa_url: str = Field(default="", pattern=r"^$|^https?://")
     #: Seconds between monitoring passes of ``govern scheduler run`` and Celery beat.
-    scheduler_interval: int = 300
+    scheduler_interval: int = Field(default=300, ge=10, le=86400)
     smtp_host: str = ""
-    smtp_port: int = 25
-    smtp_sender: str = "irb@localhost"
+    smtp_port: Port = 25
+    smtp_sender: str = Field(default="irb@localhost", pattern=r"^[^@\s]+@[^@\s]+$")
     smtp_username: str = ""
-    smtp_password: str = ""
+    smtp_password: SecretStr = SecretStr("")
     smtp_starttls: bool = False
     #: Base URL used in e-mails and by API clients.
-    server_name_url: str = "http://127.0.0.1:5000"
+    server_name_url: str = Field(default="http://127.0.0.1:5000", pattern=r"^https?://[^\s]+$")
     session_cookie_secure: bool = False
-    default_locale: str = "en"
-    login_max_failures: int = 5
-    login_lockout_minutes: int = 15
-    extra: dict[str, Any] = field(default_factory=dict)
+    default_locale: Literal["en", "zh_CN"] = "en"
+    login_max_failures: int = Field(default=5, ge=1, le=100)
+    login_lockout_minutes: int = Field(default=15, ge=1, le=24 * 60)
+
+    @field_validator("trust_roots", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("instance_path", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings):
+        """Only what :func:`load_settings` passes: it reads the file and the environment itself, to name the
+        source of a bad value."""
+        return (init_settings,)
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -91,7 +126,8 @@ class Settings:
 
     @property
     def secret_is_insecure(self) -> bool:
-        return self.secret_key.strip().lower() in KNOWN_INSECURE_SECRETS or len(self.secret_key) < 16
+        secret = self.secret_key.get_secret_value()
+        return secret.strip().lower() in KNOWN_INSECURE_SECRETS or len(secret) < 16
 
     def require_secure_secret(self) -> None:
         """Refuse to serve real users with a guessable session key."""
@@ -101,8 +137,15 @@ class Settings:
                 f"{self.instance_path / CONFIG_FILE_NAME}) or set GOVERNANCE_SECRET_KEY"
             )
 
+    def replace(self, **changes: Any) -> Settings:
+        """A validated copy with ``changes`` (settings are frozen)."""
+        try:
+            return type(self).model_validate({**dict(self), **changes})
+        except ValidationError as exc:
+            raise _config_error(exc, {key: "replace()" for key in changes}) from None
 
-_FIELDS = {f.name: f for f in fields(Settings) if f.name not in {"instance_path", "extra"}}
+
+SETTING_NAMES = frozenset(name for name in Settings.model_fields if name != "instance_path")
 
 
 def resolve_instance_path(explicit: str | os.PathLike | None = None) -> Path:
@@ -110,69 +153,71 @@ def resolve_instance_path(explicit: str | os.PathLike | None = None) -> Path:
     return Path(raw).expanduser().resolve()
 
 
-def _coerce(name: str, value: Any, source: str) -> Any:
-    """Convert a raw value to the declared type of setting ``name`` or say precisely why not."""
-    kind = _FIELDS[name].type
-    try:
-        if kind == "bool":
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
-            if text in {"1", "true", "yes", "on"}:
-                return True
-            if text in {"0", "false", "no", "off", ""}:
-                return False
-            raise ValueError("expected true or false")
-        if kind == "int":
-            if isinstance(value, bool):
-                raise ValueError("expected an integer")
-            return int(value)
-        if kind == "Path":
-            return Path(str(value)).expanduser().resolve()
-        if kind == "tuple[str, ...]":
-            if isinstance(value, (list, tuple)):
-                return tuple(str(v) for v in value)
-            return tuple(part.strip() for part in str(value).split(",") if part.strip())
-        if not isinstance(value, (str, int, float)):
-            raise ValueError("expected a string")
-        return str(value)
-    except ValueError as exc:
-        raise ConfigError(f"{source}: setting '{name}': {exc} (got {value!r})") from None
+class _Environment(EnvSettingsSource):
+    """pydantic-settings' environment source over a given mapping (tests pass their own)."""
+
+    def __init__(self, environ: Mapping[str, str]):
+        self._given = environ
+        super().__init__(Settings, case_sensitive=False, env_prefix=ENV_PREFIX)
+
+    def _load_env_vars(self):
+        return {key.lower(): value for key, value in self._given.items()}
 
 
-def load_settings(instance_path: Path, overrides: dict[str, Any] | None = None,
-                  environ: dict[str, str] | None = None) -> Settings:
-    """Build settings from defaults, the instance ``config.toml``, the environment and ``overrides``."""
-    environ = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
-    config_file = instance_path / CONFIG_FILE_NAME
-    if config_file.exists():
-        try:
-            data = tomllib.loads(config_file.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{config_file}: {exc}") from None
-        for key, value in data.items():
-            if key not in _FIELDS:
-                raise ConfigError(f"{config_file}: unknown setting '{key}'")
-            values[key] = _coerce(key, value, str(config_file))
-    for env_key, value in environ.items():
-        if not env_key.startswith(ENV_PREFIX) or env_key in {f"{ENV_PREFIX}INSTANCE", f"{ENV_PREFIX}TOKEN"}:
-            continue  # TOKEN: the API token `govern submit` reads, not a setting
-        if env_key.startswith(f"{ENV_PREFIX}TEST_"):
-            continue  # settings of the test suite, not of the app
-        key = env_key[len(ENV_PREFIX):].lower()
-        if key not in _FIELDS:
+def _environment_values(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    origin: dict[str, str] = {}
+    for env_key in environ:
+        if not env_key.startswith(ENV_PREFIX):
+            continue
+        name = env_key[len(ENV_PREFIX):]
+        if name in NOT_SETTINGS or name.startswith(NOT_SETTINGS_PREFIXES):
+            continue
+        if name.lower() not in SETTING_NAMES:
             raise ConfigError(f"environment: unknown setting {env_key}")
-        values[key] = _coerce(key, value, f"environment {env_key}")
+        origin[name.lower()] = f"environment {env_key}"
+    try:
+        values = _Environment(environ)()
+    except Exception as exc:  # pydantic-settings cannot parse a complex value
+        raise ConfigError(f"environment: {exc}") from None
+    return {key: value for key, value in values.items() if key in origin}, origin
+
+
+def _file_values(config_file: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    if not config_file.exists():
+        return {}, {}
+    try:
+        values = TomlConfigSettingsSource(Settings, toml_file=config_file)()
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{config_file}: {exc}") from None
+    for key in values:
+        if key not in SETTING_NAMES:
+            raise ConfigError(f"{config_file}: unknown setting '{key}'")
+    return values, {key: str(config_file) for key in values}
+
+
+def _config_error(exc: ValidationError, origin: Mapping[str, str]) -> ConfigError:
+    error = exc.errors()[0]
+    key = str(error["loc"][0]) if error["loc"] else "?"
+    message = error["msg"].removeprefix("Value error, ")
+    return ConfigError(f"{origin.get(key, 'defaults')}: setting '{key}': {message} (got {error.get('input')!r})")
+
+
+def load_settings(instance_path: Path, overrides: Mapping[str, Any] | None = None,
+                  environ: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from defaults, the instance ``config.toml``, the environment and ``overrides``."""
+    values, origin = _file_values(instance_path / CONFIG_FILE_NAME)
+    from_env, env_origin = _environment_values(os.environ if environ is None else environ)
+    values.update(from_env)
+    origin.update(env_origin)
     for key, value in (overrides or {}).items():
-        if key not in _FIELDS:
+        if key not in SETTING_NAMES:
             raise ConfigError(f"test_config: unknown setting '{key}'")
-        values[key] = _coerce(key, value, "test_config")
-    settings = Settings(instance_path=instance_path, **values)
-    for name in ("audit_dispatch", "dossier_dispatch"):
-        if getattr(settings, name) not in {"thread", "inline", "queue"}:
-            raise ConfigError(f"setting '{name}' must be thread, inline or queue, got {getattr(settings, name)!r}")
-    return settings
+        values[key] = value
+        origin[key] = "test_config"
+    try:
+        return Settings(instance_path=instance_path, **values)
+    except ValidationError as exc:
+        raise _config_error(exc, origin) from None
 
 
 def write_instance_config(instance_path: Path, updates: dict[str, Any]) -> Path:
@@ -184,7 +229,7 @@ def write_instance_config(instance_path: Path, updates: dict[str, Any]) -> Path:
     current.update(updates)
     lines = ["# Settings of this instance. Environment variables GOVERNANCE_<NAME> override them."]
     for key in sorted(current):
-        if key not in _FIELDS:
+        if key not in SETTING_NAMES:
             raise ConfigError(f"{config_file}: unknown setting '{key}'")
         lines.append(f"{key} = {_toml_value(current[key])}")
     config_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -193,9 +238,11 @@ def write_instance_config(instance_path: Path, updates: dict[str, Any]) -> Path:
 
 
 def _toml_value(value: Any) -> str:
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int):
+    if isinstance(value, (int, float)):
         return str(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
@@ -209,11 +256,10 @@ def new_secret_key() -> str:
 
 def as_public_dict(settings: Settings) -> dict[str, Any]:
     """Settings without secrets, for ``govern config show`` and the admin page."""
-    hidden = {"secret_key", "signing_passphrase", "smtp_password"}
     out = {}
-    for key, value in dataclasses.asdict(settings).items():
-        if key in hidden:
-            out[key] = "(set)" if value else "(empty)"
+    for key, value in dict(settings).items():
+        if isinstance(value, SecretStr):
+            out[key] = "(set)" if value.get_secret_value() else "(empty)"
         else:
             out[key] = str(value) if isinstance(value, Path) else value
     return out

@@ -16,17 +16,10 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Strict, ValidationError
 
+from .errors import DataFileError
+
 T = TypeVar("T", bound=BaseModel)
-
-
-class DataFileError(Exception):
-    """A data file is malformed; the message names the file, the line and the key."""
-
-    def __init__(self, path: Path | str, line: int | None, key: str | None, message: str):
-        self.path, self.line, self.key, self.message = str(path), line, key, message
-        where = f"{self.path}:{line}" if line else self.path
-        what = f" key '{key}':" if key else ""
-        super().__init__(f"{where}:{what} {message}")
+__all__ = ["DataFileError", "StrictModel", "file_sha256", "load", "load_yaml", "locate", "parse_yaml", "validate"]
 
 
 #: Annotate enum fields with this: strict mode would refuse the plain strings YAML gives.

@@ -18,7 +18,7 @@ from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 from werkzeug.routing import IntegerConverter
 
-from .models.base import MAX_ROW_ID
+from .schemas import MAX_ROW_ID
 
 _EXTENSION = "governance.db"
 _AFTER_COMMIT = "governance.after_commit"

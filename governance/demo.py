@@ -22,7 +22,7 @@ from .classification.descriptor import load_descriptor
 from .config import PROJECT_ROOT, load_settings, write_instance_config
 from .db import get_db
 from .models import AuditRun, Deployment, Incident, Meeting, ModelVersion, Submission, User, utcnow
-from .monitoring.reaudit import start_reaudit
+from .scheduler.reaudit import start_reaudit
 from .operations import fire
 from .operations.cases import add_model_version, open_submission, record_obligation_status, register_deployment
 from .operations.incidents import report_incident

@@ -28,6 +28,40 @@ class Role(StrEnum):
 SYSTEM = "system"
 
 
+class SubmissionState(StrEnum):
+    DRAFT = "draft"
+    SUBMITTED = "submitted"
+    SCREENING = "screening"
+    RETURNED = "returned"
+    CLASSIFIED = "classified"
+    AUDITING = "auditing"
+    HELD = "held"
+    IN_REVIEW = "in_review"
+    APPROVED = "approved"
+    APPROVED_WITH_CONDITIONS = "approved_with_conditions"
+    REVISIONS_REQUIRED = "revisions_required"
+    DEFERRED = "deferred"
+    DISAPPROVED = "disapproved"
+    WITHDRAWN = "withdrawn"
+
+
+class DeploymentStatus(StrEnum):
+    PENDING = "pending"  # registered, no approved version yet
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    EXPIRED = "expired"
+    RETIRED = "retired"
+
+
+_S = SubmissionState
+TERMINAL_STATES = frozenset({_S.APPROVED, _S.APPROVED_WITH_CONDITIONS, _S.DISAPPROVED, _S.WITHDRAWN})
+#: States in which a case is still being worked on (shown on dashboards as open).
+OPEN_STATES = frozenset(set(SubmissionState) - TERMINAL_STATES)
+#: States in which a pathway must be set (enforced by a CHECK constraint too).
+ROUTED_STATES = frozenset({_S.AUDITING, _S.HELD, _S.IN_REVIEW, _S.APPROVED, _S.APPROVED_WITH_CONDITIONS,
+                           _S.REVISIONS_REQUIRED, _S.DEFERRED, _S.DISAPPROVED})
+
+
 class SubmissionKind(StrEnum):
     INITIAL = "initial"
     CHANGE = "change"

@@ -12,10 +12,15 @@ from .committees import load_committee_rules
 from .datafiles import DataFileError
 from .domain import POSITIVE_VOTES, ChecklistAnswer, Pathway, Role, SubmissionKind, SuspensionCause, VoteMeaning
 from .models import AuditRun, Deployment, Incident, Meeting, MeetingAttendance, ModelVersion, User
-from .operations.engine import Context, guard
+from .monitoring.integrity import check_served_model
+from .obligations import open_blocking_obligations
 from .permissions import can_see, roles_of
 from .security import verify_password
 from .workflow import DECISION_OUTCOMES
+from .workflow.registry import Context, Registry
+
+#: The guards the transition tables name (the engine reads this registry).
+guard = Registry("guard")
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -312,28 +317,27 @@ def decision_supported_by_votes(ctx: Context) -> str | None:
     outcome = DECISION_OUTCOMES[ctx.transition.event].value
     counts = queries.tally(ctx.session, ctx.submission, rules)
     if ctx.submission.pathway == Pathway.FULL_BOARD.value:
-        quorum = counts["quorum"]
-        if not quorum["met"]:
-            return "no quorum: " + "; ".join(quorum["shortfalls"])
+        quorum = counts.quorum
+        if not quorum.met:
+            return "no quorum: " + "; ".join(quorum.shortfalls)
         if outcome == "deferred":
             return None
         meanings = {"approved": {VoteMeaning.APPROVE, VoteMeaning.APPROVE_WITH_CONDITIONS},
                     "approved_with_conditions": {VoteMeaning.APPROVE, VoteMeaning.APPROVE_WITH_CONDITIONS},
                     "revisions_required": {VoteMeaning.REQUIRE_REVISIONS},
                     "disapproved": {VoteMeaning.DISAPPROVE}}[outcome]
-        votes_for, met = queries.outcome_support(counts["counts"], counts["eligible"], rules.full_board.approval_threshold,
-                                                 {m.value for m in meanings})
+        votes_for, met = queries.outcome_met(counts, {m.value for m in meanings})
         if not met:
-            return (f"{votes_for} of {counts['eligible']} eligible members present voted for '{outcome}'; "
+            return (f"{votes_for} of {counts.eligible} eligible members present voted for '{outcome}'; "
                     f"the {rules.full_board.approval_threshold} rule is not met")
         return None
     # fast track: every assigned, non-conflicted reviewer has voted, and they agree
-    eligible, voted = counts["eligible"], counts["voted"]
+    eligible, voted = counts.eligible, counts.voted
     if eligible < rules.ai_subcommittee.min_reviewers:
         return f"{eligible} eligible reviewers assigned; the fast track needs {rules.ai_subcommittee.min_reviewers}"
     if voted < eligible:
         return f"{voted} of {eligible} assigned reviewers have voted"
-    c = counts["counts"]
+    c = counts.counts
     positive = c["approve"] + c["approve_with_conditions"]
     if outcome == "approved":
         return None if c["approve"] == eligible else "not every reviewer voted to approve without conditions"
@@ -348,8 +352,6 @@ def decision_supported_by_votes(ctx: Context) -> str | None:
 
 @guard("no_open_blocking_obligations")
 def no_open_blocking_obligations(ctx: Context) -> str | None:
-    from .obligations import open_blocking_obligations
-
     open_ids = open_blocking_obligations(ctx.session, ctx.submission)
     if open_ids:
         return ("blocking obligations are still open: " + ", ".join(open_ids) +
@@ -405,8 +407,6 @@ def continuing_review_not_overdue(ctx: Context) -> str | None:
 
 @guard("approved_digest_is_served")
 def approved_digest_is_served(ctx: Context) -> str | None:
-    from .monitoring.integrity import check_served_model
-
     if queries.suspension_cause(ctx.session, ctx.deployment) != SuspensionCause.INTEGRITY:
         return None
     version = queries.approved_version(ctx.session, ctx.deployment)

@@ -6,7 +6,7 @@ from sqlalchemy import exists, or_, select
 from sqlmodel import Session
 
 from .domain import Pathway, Role
-from .models import Assignment, Incident, RoleAssignment, Submission, User
+from .models import Assignment, Deployment, Incident, RoleAssignment, Submission, User
 from .workflow import SubmissionState
 
 #: Roles that see every case (the IRB office, compliance, administrators).
@@ -54,6 +54,27 @@ def visibility_clause(session: Session, user: User):
     if Role.CLINICIAN in roles:
         clauses.append(exists().where(Incident.id == Submission.incident_id, Incident.reporter_id == user.id))
     return or_(*clauses)
+
+
+def can_manage_deployment(session: Session, user: User | None, deployment: Deployment) -> bool:
+    """Its owner or the chair registers versions of a deployment, edits it and opens its continuing review."""
+    return user is not None and (deployment.owner_id == user.id or Role.IRB_CHAIR in roles_of(session, user))
+
+
+def deployment_visibility_clause(session: Session, user: User):
+    """A WHERE clause selecting the deployments ``user`` may see: their own, those of cases they may see, or
+    all of them for the oversight roles."""
+    if roles_of(session, user) & OVERSIGHT_ROLES:
+        return Deployment.id.is_not(None)
+    return or_(Deployment.owner_id == user.id,
+               exists().where(Submission.deployment_id == Deployment.id, visibility_clause(session, user)))
+
+
+def can_see_deployment(session: Session, user: User | None, deployment: Deployment) -> bool:
+    if user is None:
+        return False
+    return session.execute(select(Deployment.id).where(Deployment.id == deployment.id,
+                                                       deployment_visibility_clause(session, user))).first() is not None
 
 
 def can_see(session: Session, user: User | None, submission: Submission) -> bool:

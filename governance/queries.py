@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
+from dataclasses import dataclass
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -14,7 +15,7 @@ from sqlmodel import Session
 from .checklists import Checklist, checklist_for
 from .committees import CommitteeRules, threshold_met
 from .config import Settings
-from .domain import Pathway, VoteMeaning
+from .domain import OPEN_STATES, Pathway, SubmissionKind, VoteMeaning
 from .models import (Assignment, AuditRun, ChecklistResponse, Classification, ConflictDeclaration, Deployment, Event,
                      Meeting, MeetingAttendance, ModelVersion, Submission, User, Vote)
 from .permissions import roles_of
@@ -145,85 +146,143 @@ def _user_map(session: Session, ids: set[int]) -> dict[int, User]:
     return {u.id: u for u in session.execute(select(User).where(User.id.in_(ids))).scalars()}
 
 
-def eligible_voters(session: Session, submission: Submission, rules: CommitteeRules) -> dict[str, Any]:
+@dataclass(frozen=True)
+class QuorumRecord:
+    """Who counts toward the quorum of the meeting that considers a full-board case, and whether it is met."""
+
+    rule: dict[str, Any]
+    meeting_id: int | None
+    meeting: dict[str, Any] | None = None
+    present: tuple[str, ...] = ()
+    eligible_members: tuple[User, ...] = ()
+    recused_members: tuple[User, ...] = ()
+    non_scientists: int = 0
+    external: int = 0
+    shortfalls: tuple[str, ...] = ()
+
+    @property
+    def met(self) -> bool:
+        return not self.shortfalls
+
+    def as_record(self) -> dict[str, Any]:
+        """The record kept with a decision and printed in its dossier (names, not user rows)."""
+        record: dict[str, Any] = {"rule": self.rule, "meeting_id": self.meeting_id, "met": self.met,
+                                  "present": list(self.present), "eligible": [u.name for u in self.eligible_members],
+                                  "recused": [u.name for u in self.recused_members],
+                                  "non_scientists": self.non_scientists, "external": self.external,
+                                  "shortfalls": list(self.shortfalls)}
+        if self.meeting is not None:
+            record["meeting"] = self.meeting
+        return record
+
+
+@dataclass(frozen=True)
+class Voters:
+    """Who may vote on a case now (and, on the full board, the quorum record of its meeting)."""
+
+    pathway: str | None
+    eligible: tuple[User, ...]
+    recused: tuple[User, ...]
+    quorum: QuorumRecord | None
+
+
+@dataclass(frozen=True)
+class Tally:
+    """This round's votes by eligible voters, counted by meaning."""
+
+    pathway: str | None
+    round: int
+    eligible: int
+    voted: int
+    counts: dict[str, int]
+    quorum: QuorumRecord | None
+    recused: tuple[str, ...]
+    threshold: str
+
+    def support(self, meanings: set[str]) -> int:
+        return sum(self.counts.get(m, 0) for m in meanings)
+
+    def as_record(self) -> dict[str, Any]:
+        """The tally kept with a decision (the quorum is kept beside it)."""
+        return {"pathway": self.pathway, "round": self.round, "eligible": self.eligible, "voted": self.voted,
+                "counts": dict(self.counts), "recused": list(self.recused), "threshold": self.threshold}
+
+
+def eligible_voters(session: Session, submission: Submission, rules: CommitteeRules) -> Voters:
     """Who may vote on the case now, and (full board) the quorum record of its meeting."""
     conflicted = conflicted_user_ids(session, submission)
     eligible_roles = rules.eligible_roles(submission.pathway or Pathway.FULL_BOARD.value)
     if submission.pathway == Pathway.AI_SUBCOMMITTEE.value:
         reviewers = _user_map(session, {a.reviewer_id for a in assignments(session, submission)})
-        eligible = [u for u in reviewers.values()
-                    if u.active and u.id != submission.submitter_id and u.id not in conflicted
-                    and roles_of(session, u) & eligible_roles]
-        return {"pathway": submission.pathway, "eligible": eligible,
-                "recused": [u for u in reviewers.values() if u.id in conflicted], "quorum": None}
+        eligible = tuple(u for u in reviewers.values()
+                         if u.active and u.id != submission.submitter_id and u.id not in conflicted
+                         and roles_of(session, u) & eligible_roles)
+        return Voters(submission.pathway, eligible, tuple(u for u in reviewers.values() if u.id in conflicted), None)
     quorum = quorum_record(session, submission, rules)
-    return {"pathway": submission.pathway, "eligible": quorum.pop("_eligible_users"),
-            "recused": quorum.pop("_recused_users"), "quorum": quorum}
+    return Voters(submission.pathway, quorum.eligible_members, quorum.recused_members, quorum)
 
 
-def quorum_record(session: Session, submission: Submission, rules: CommitteeRules) -> dict[str, Any]:
+def quorum_record(session: Session, submission: Submission, rules: CommitteeRules) -> QuorumRecord:
     rule = rules.full_board.quorum
-    record: dict[str, Any] = {"rule": rule.model_dump(), "meeting_id": submission.meeting_id, "met": False,
-                              "present": [], "eligible": [], "recused": [], "non_scientists": 0, "external": 0,
-                              "shortfalls": [], "_eligible_users": [], "_recused_users": []}
     if submission.meeting_id is None:
-        record["shortfalls"].append("the case is not on a meeting agenda")
-        return record
+        return QuorumRecord(rule=rule.model_dump(), meeting_id=None, shortfalls=("the case is not on a meeting agenda",))
     meeting = session.get(Meeting, submission.meeting_id)
-    record["meeting"] = {"id": meeting.id, "title": meeting.title,
-                         "scheduled_for": meeting.scheduled_for.isoformat(timespec="minutes")}
     rows = session.execute(select(MeetingAttendance).where(MeetingAttendance.meeting_id == meeting.id,
                                                            MeetingAttendance.present.is_(True))).scalars().all()
     users = _user_map(session, {r.user_id for r in rows})
     conflicted = conflicted_user_ids(session, submission)
     eligible_roles = rules.eligible_roles(Pathway.FULL_BOARD.value)
+    present, eligible, recused = [], [], []
+    non_scientists = external = 0
     for row in rows:
         user = users[row.user_id]
-        record["present"].append(user.name)
+        present.append(user.name)
         if row.capacity != "member" or not user.active or not (roles_of(session, user) & eligible_roles):
             continue
         if user.id in conflicted or user.id == submission.submitter_id:
-            record["recused"].append(user.name)
-            record["_recused_users"].append(user)
+            recused.append(user)
             continue
-        record["eligible"].append(user.name)
-        record["_eligible_users"].append(user)
-        record["non_scientists"] += 0 if user.is_scientist else 1
-        record["external"] += 0 if user.is_affiliated else 1
-    count = len(record["eligible"])
-    if count < rule.min_present:
-        record["shortfalls"].append(f"{count} eligible members present, {rule.min_present} needed")
-    if record["non_scientists"] < rule.min_non_scientists:
-        record["shortfalls"].append(f"{record['non_scientists']} non-scientist members present, "
-                                    f"{rule.min_non_scientists} needed")
-    if record["external"] < rule.min_external:
-        record["shortfalls"].append(f"{record['external']} external members present, {rule.min_external} needed")
-    record["met"] = not record["shortfalls"]
-    return record
+        eligible.append(user)
+        non_scientists += 0 if user.is_scientist else 1
+        external += 0 if user.is_affiliated else 1
+    shortfalls = []
+    if len(eligible) < rule.min_present:
+        shortfalls.append(f"{len(eligible)} eligible members present, {rule.min_present} needed")
+    if non_scientists < rule.min_non_scientists:
+        shortfalls.append(f"{non_scientists} non-scientist members present, {rule.min_non_scientists} needed")
+    if external < rule.min_external:
+        shortfalls.append(f"{external} external members present, {rule.min_external} needed")
+    return QuorumRecord(rule=rule.model_dump(), meeting_id=meeting.id,
+                        meeting={"id": meeting.id, "title": meeting.title,
+                                 "scheduled_for": meeting.scheduled_for.isoformat(timespec="minutes")},
+                        present=tuple(present), eligible_members=tuple(eligible), recused_members=tuple(recused),
+                        non_scientists=non_scientists, external=external, shortfalls=tuple(shortfalls))
 
 
 @_asked_once
-def tally(session: Session, submission: Submission, rules: CommitteeRules) -> dict[str, Any]:
+def tally(session: Session, submission: Submission, rules: CommitteeRules) -> Tally:
     """Votes of this round by eligible voters, counted by meaning."""
     voters = eligible_voters(session, submission, rules)
-    eligible_ids = {u.id for u in voters["eligible"]}
+    eligible_ids = {u.id for u in voters.eligible}
     votes = [v for v in votes_this_round(session, submission) if v.voter_id in eligible_ids]
     counts = Counter(v.meaning for v in votes)
-    return {
-        "pathway": submission.pathway,
-        "round": submission.round,
-        "eligible": len(eligible_ids),
-        "voted": len(votes),
-        "counts": {meaning.value: counts.get(meaning.value, 0) for meaning in VoteMeaning},
-        "quorum": voters["quorum"],
-        "recused": [u.name for u in voters["recused"]],
-        "threshold": rules.full_board.approval_threshold,
-    }
+    return Tally(pathway=submission.pathway, round=submission.round, eligible=len(eligible_ids), voted=len(votes),
+                 counts={meaning.value: counts.get(meaning.value, 0) for meaning in VoteMeaning},
+                 quorum=voters.quorum, recused=tuple(u.name for u in voters.recused),
+                 threshold=rules.full_board.approval_threshold)
 
 
-def outcome_support(counts: dict[str, int], eligible: int, threshold: str, meanings: set[str]) -> tuple[int, bool]:
-    votes_for = sum(counts.get(m, 0) for m in meanings)
-    return votes_for, threshold_met(votes_for, eligible, threshold)
+def outcome_met(tally_: Tally, meanings: set[str]) -> tuple[int, bool]:
+    """How many eligible members present voted for one of ``meanings``, and whether the threshold is met."""
+    votes_for = tally_.support(meanings)
+    return votes_for, threshold_met(votes_for, tally_.eligible, tally_.threshold)
+
+
+def open_continuing_review(session: Session, deployment: Deployment) -> Submission | None:
+    """The deployment's continuing-review case that is still open, if any."""
+    return session.execute(select(Submission).where(
+        Submission.deployment_id == deployment.id, Submission.kind == SubmissionKind.CONTINUING,
+        Submission.state.in_([s.value for s in OPEN_STATES])).order_by(Submission.id.desc()).limit(1)).scalars().first()
 
 
 def approved_version(session: Session, deployment: Deployment) -> ModelVersion | None:

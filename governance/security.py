@@ -8,7 +8,9 @@ import secrets
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-_hasher = PasswordHasher()
+#: argon2id with the library's defaults (RFC 9106's second recommendation: t=3, m=64 MiB, p=4).
+PRODUCTION_HASHER = PasswordHasher()
+_hasher = PRODUCTION_HASHER
 TOKEN_PREFIX = "gov_"
 MIN_PASSWORD_LENGTH = 10
 
@@ -20,6 +22,14 @@ class WeakPasswordError(ValueError):
 def check_password_strength(password: str) -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise WeakPasswordError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+
+
+def use_hasher(hasher: PasswordHasher) -> PasswordHasher:
+    """Hash new passwords with ``hasher`` and return the previous one. Only the test suite and benchmarks call
+    it (cheap parameters); stored hashes carry their parameters, so verification works across the swap."""
+    global _hasher
+    previous, _hasher = _hasher, hasher
+    return previous
 
 
 def hash_password(password: str) -> str:

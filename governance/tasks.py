@@ -1,71 +1,89 @@
-"""Celery tasks: audits on separate GPU worker hosts, and the monitoring scheduler on beat.
+"""The Celery worker and beat: every job travels in one task, ``governance.run_job``.
 
-Start a worker with ``celery -A governance.tasks worker -Q audits`` and the schedule with
-``celery -A governance.tasks beat``; both read the same settings as the web app (``GOVERNANCE_*``
-variables or the instance ``config.toml``), so all share the database and the broker named by
-``GOVERNANCE_BROKER_URL``. Beat sends ``governance.scheduler_tick`` every ``scheduler_interval`` seconds.
+Start a worker on GPU hosts with ``celery -A governance.tasks worker -Q audits,governance`` and the
+schedule with ``celery -A governance.tasks beat``. Both read the same settings as the web app
+(``GOVERNANCE_*`` variables or the instance ``config.toml``) and assemble the same system, so a job
+enqueued by the web app runs the same code here. Beat sends ``scheduler.tick`` every
+``scheduler_interval`` seconds.
+
+Delivery: a task is acknowledged only when it has finished (``acks_late``) and is given back to the
+broker when its worker process dies (``reject_on_worker_lost``), so a killed worker's audit is delivered
+again; the audit resumes from its stored results, and a job runs at most once per key at a time here.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import os
+import threading
+from typing import Any
 
 from celery import Celery
+from celery.signals import worker_process_shutdown
 
+from . import jobs, system
 from .config import Settings, load_settings, resolve_instance_path
+from .db import make_engine
 
-QUEUE = "audits"
 celery = Celery("governance", set_as_current=False)
+system.assemble()
+
+
+class _Runtime:
+    """Settings and one database engine per worker process (a forked child makes its own)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self.settings: Settings | None = None
+        self.engine = None
+
+    def get(self):
+        with self._lock:
+            if self._pid != os.getpid():
+                self.settings = load_settings(resolve_instance_path())
+                self.engine = make_engine(self.settings.sqlalchemy_url)
+                self._pid = os.getpid()
+            return self.engine, self.settings
+
+    def close(self) -> None:
+        with self._lock:
+            if self.engine is not None and self._pid == os.getpid():
+                self.engine.dispose()
+            self._pid = None
+
+
+runtime = _Runtime()
 
 
 @celery.on_configure.connect
 def _configure(sender: Celery, **_kwargs) -> None:
     settings = load_settings(resolve_instance_path())
-    sender.conf.update(broker_url=settings.broker_url or "redis://127.0.0.1:6379/0",
-                       task_default_queue=QUEUE, task_acks_late=True, worker_prefetch_multiplier=1,
-                       broker_connection_retry_on_startup=True, task_ignore_result=True,
-                       beat_schedule=beat_schedule(settings))
+    sender.conf.update(
+        broker_url=settings.broker_url or "redis://127.0.0.1:6379/0",
+        task_default_queue=jobs.DEFAULT_QUEUE,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": settings.job_visibility_timeout},
+        task_ignore_result=True,
+        beat_schedule=beat_schedule(settings))
 
 
-def _worker_settings() -> Settings:
-    """The shared settings, with follow-up work (dossiers) done inside the task: a task disposes of its engine
-    when it returns, so it must not leave threads behind that still use it."""
-    return dataclasses.replace(load_settings(resolve_instance_path()), dossier_dispatch="inline")
+@worker_process_shutdown.connect
+def _dispose(**_kwargs) -> None:
+    runtime.close()
 
 
 def beat_schedule(settings: Settings) -> dict:
     """One scheduler pass every ``scheduler_interval`` seconds (it expires rather than piling up)."""
-    return {"monitoring-tick": {"task": "governance.scheduler_tick", "schedule": float(settings.scheduler_interval),
-                                "options": {"queue": QUEUE, "expires": float(settings.scheduler_interval)}}}
+    return {"monitoring-tick": {"task": jobs.CELERY_TASK, "schedule": float(settings.scheduler_interval),
+                                "args": ["scheduler.tick", {}],
+                                "options": {"queue": jobs.DEFAULT_QUEUE, "expires": float(settings.scheduler_interval)}}}
 
 
-@celery.task(name="governance.run_audit", acks_late=True)
-def run_audit(run_id: int) -> str:
-    from .audit.gate import run_gate_audit
-    from .db import make_engine
-
-    settings = _worker_settings()
-    engine = make_engine(settings.sqlalchemy_url)
-    try:
-        run = run_gate_audit(engine, settings, run_id)
-        return run.status
-    finally:
-        engine.dispose()
-
-
-@celery.task(name="governance.scheduler_tick")
-def scheduler_tick() -> dict:
-    from .db import make_engine
-    from .monitoring.scheduler import tick
-
-    settings = _worker_settings()
-    engine = make_engine(settings.sqlalchemy_url)
-    try:
-        return tick(engine, settings).as_dict()
-    finally:
-        engine.dispose()
-
-
-def enqueue_audit(settings: Settings, run_id: int) -> None:
-    celery.conf.broker_url = settings.broker_url
-    run_audit.apply_async(args=[run_id], queue=QUEUE)
+@celery.task(name=jobs.CELERY_TASK, acks_late=True, reject_on_worker_lost=True)
+def run_job(name: str, arguments: dict[str, Any]) -> Any:
+    """Carry out one job of the port in this worker (its follow-up jobs go back through the broker)."""
+    engine, settings = runtime.get()
+    return jobs.run(engine, settings, name, arguments)

@@ -23,7 +23,7 @@ from werkzeug.serving import make_server
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from governance import create_app  # noqa: E402
+from governance.app import create_app  # noqa: E402
 from governance.config import resolve_instance_path  # noqa: E402
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from argon2 import PasswordHasher
 from hypothesis import HealthCheck, settings
 
-from governance import create_app, migrate
+from governance import migrate, security
+from governance.app import create_app
 from governance.cli import cli
 from governance.db import get_db
 
@@ -27,6 +29,10 @@ TEST_SECRET = "test-secret-key-not-for-production-0123456789"
 
 settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("default")
+#: Passwords in tests are hashed with cheap argon2id parameters (hashes record their parameters, so verifying
+#: works the same); tests/test_security.py checks the production parameters themselves.
+CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+security.use_hasher(CHEAP_HASHER)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -137,7 +143,7 @@ def app(tmp_path: Path, database_url: str, app_overrides: dict):
     instance.mkdir()
     application = make_app(instance, database_url, **app_overrides)
     yield application
-    from governance.audit import jobs
+    from governance import jobs
 
     jobs.wait(30)
     get_db(application).dispose()

@@ -3,7 +3,6 @@ through the real workflow (every step is a real ``fire`` with its event)."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import itertools
 from datetime import timedelta
@@ -102,7 +101,7 @@ class Factory:
     # --- driving the workflow ---------------------------------------------------------------------------
     def fire(self, submission: Submission, event: str, actor: User | None, *, queue_audits: bool = False,
              **data: Any):
-        settings = dataclasses.replace(self.settings, audit_dispatch="queue") if queue_audits else self.settings
+        settings = self.settings.replace(audit_dispatch="queue") if queue_audits else self.settings
         recorded = fire(self.session, submission, event, actor, data, settings=settings)
         self.session.commit()
         self.session.refresh(submission)

@@ -48,11 +48,10 @@ def test_openapi_document_is_public(client):
 
 
 def test_ci_path_create_submit_follow_and_fetch_the_dossier(client, factory, token_for, app):
-    from dataclasses import replace
 
     from governance.dossier.keys import init_keys
 
-    settings = replace(app.config["GOVERNANCE"], dossier_dispatch="inline", signing_passphrase="api tests")
+    settings = app.config["GOVERNANCE"].replace(dossier_dispatch="inline", signing_passphrase="api tests")
     app.config["GOVERNANCE"] = settings
     init_keys(settings)
     headers = token_for(factory.person("submitter"))
@@ -197,3 +196,28 @@ def test_the_default_title_of_a_case_fits_its_column(client, factory, token_for)
     reply = client.post("/api/v1/submissions", headers=headers, json={
         "deployment_id": created.json["id"], "kind": "initial", "model_version": version_payload("v" * 100)})
     assert reply.status_code == 201 and len(reply.json["title"]) == 300
+
+
+def test_one_schema_strips_a_label_before_its_limits_and_its_duplicate_check(client, factory, token_for):
+    """`version_label=" v1.0"` reached the database unstripped and answered 500 (the API model and the operation
+    disagreed); the one schema strips it first, and the duplicate is refused with its reason."""
+    owner = factory.person("submitter")
+    deployment = factory.deployment(owner=owner)
+    headers = token_for(owner)
+    first = client.post("/api/v1/submissions", headers=headers, json={
+        "deployment_id": deployment.id, "kind": "initial", "model_version": version_payload("v1.0")})
+    assert first.status_code == 201, first.json
+    again = client.post("/api/v1/submissions", headers=headers, json={
+        "deployment_id": deployment.id, "kind": "initial", "model_version": version_payload(" v1.0")})
+    assert again.status_code == 400 and "already has a version 'v1.0'" in again.json["error"]
+    too_long = client.post("/api/v1/submissions", headers=headers, json={
+        "deployment_id": deployment.id, "kind": "initial", "model_version": version_payload("v" * 101)})
+    assert too_long.status_code == 400 and too_long.json["field"] == "model_version.version_label"
+
+
+def test_a_submitter_who_does_not_own_the_deployment_is_refused_by_the_operation(client, factory, token_for):
+    deployment = factory.deployment(owner=factory.person("submitter"))
+    other = factory.user("submitter")
+    refused = client.post("/api/v1/submissions", headers=token_for(other), json={
+        "deployment_id": deployment.id, "kind": "initial", "model_version": version_payload()})
+    assert refused.status_code in {403, 404}

@@ -3,16 +3,19 @@ with no lost or duplicated item, cancellable; their verdict advances the case.""
 
 from __future__ import annotations
 
-import dataclasses
+import json
 import os
+import subprocess
+import sys
+import time
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 
-from governance import eventlog, queries
-from governance.audit import gate, jobs
+from governance import eventlog, gate, jobs, queries
 from governance.audit.backends import DemoBackend
+from governance.audit.store import stale_runs
 from governance.db import get_db
 from governance.models import AuditItemResult, AuditRun, Submission
 
@@ -31,8 +34,8 @@ def _queued_case(factory):
 
 def test_the_gate_runs_in_a_worker_thread(factory, app):
     case, run = _queued_case(factory)
-    settings = dataclasses.replace(app.config["GOVERNANCE"], audit_dispatch="thread")
-    assert jobs.dispatch(get_db(app).engine, settings, run.id) == "thread"
+    settings = app.config["GOVERNANCE"].replace(audit_dispatch="thread")
+    assert jobs.dispatch(get_db(app).engine, settings, "audit.run", {"run_id": run.id}, key=run.id) == "thread"
     assert jobs.wait(60)
     factory.session.expire_all()
     case = factory.session.get(Submission, case.id)
@@ -75,7 +78,7 @@ def test_a_crashed_audit_resumes_without_lost_or_duplicated_items(factory, app, 
     factory.session.expire_all()
     stalled = factory.session.get(AuditRun, run.id)
     assert stalled.status == "running" and 200 <= stalled.items_done < stalled.items_total
-    assert gate.stale_runs(factory.session, timedelta(0)) == [run.id]
+    assert stale_runs(factory.session, timedelta(0)) == [run.id]
     monkeypatch.setattr(gate, "make_backend", original)
     finished = gate.run_gate_audit(engine, settings, run.id)
     factory.session.expire_all()
@@ -140,35 +143,89 @@ def test_a_regressed_change_goes_to_the_full_board(factory):
     assert change.materiality == "material" and change.pathway == "full_board"
 
 
-@pytest.mark.redis
-def test_the_gate_runs_on_a_celery_worker_over_redis(factory, app, monkeypatch, tmp_path):
+def _worker_environment(settings, **extra: str) -> dict[str, str]:
+    """The environment of a separate worker process: the same instance, database and broker as the test app."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("GOVERNANCE_")}
+    environment.update({"GOVERNANCE_INSTANCE": str(settings.instance_path), "GOVERNANCE_DATABASE_URL": settings.database_url,
+                        "GOVERNANCE_SECRET_KEY": settings.secret_key.get_secret_value(), "GOVERNANCE_DEMO_MODE": "true",
+                        **{f"GOVERNANCE_{k.upper()}": v for k, v in extra.items()}})
+    return environment
+
+
+def _require_redis() -> None:
     if not REDIS_URL:
         if REQUIRE_SERVICES:
             pytest.fail("GOVERNANCE_TEST_REDIS_URL is required")
         pytest.skip("GOVERNANCE_TEST_REDIS_URL is not set")
-    from celery.contrib.testing.worker import start_worker
 
-    from governance import tasks
 
+def _wait_for(factory, predicate, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        factory.session.expire_all()
+        if predicate():
+            return
+        time.sleep(0.3)
+    raise AssertionError("timed out")
+
+
+@pytest.mark.redis
+def test_a_worker_process_that_never_builds_the_app_runs_the_gate_to_its_verdict(factory, app):
+    """`celery -A governance.tasks worker` imports governance.tasks only: the workflow's guards and effects and
+    the job handlers must be there anyway (a worker used to finish the audit, then fail on the first guard)."""
+    _require_redis()
+    import redis
+
+    redis.Redis.from_url(REDIS_URL).flushdb()
     settings = app.config["GOVERNANCE"]
-    for key, value in {"INSTANCE": str(settings.instance_path), "DATABASE_URL": settings.database_url,
-                       "SECRET_KEY": settings.secret_key, "DEMO_MODE": "true", "BROKER_URL": REDIS_URL}.items():
-        monkeypatch.setenv(f"GOVERNANCE_{key}", value)
     case, run = _queued_case(factory)
-    celery_settings = dataclasses.replace(settings, broker_url=REDIS_URL)
-    tasks.celery.conf.update(broker_url=REDIS_URL, task_default_queue=tasks.QUEUE, task_ignore_result=True)
-    with start_worker(tasks.celery, pool="solo", perform_ping_check=False, queues=[tasks.QUEUE], loglevel="WARNING",
-                      shutdown_timeout=30):
-        assert jobs.dispatch(get_db(app).engine, celery_settings, run.id) == "celery"
-        import time
+    environment = _worker_environment(settings, broker_url=REDIS_URL, dossier_dispatch="queue")
+    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "governance.tasks", "worker", "--pool", "solo",
+                               "-Q", "audits,governance", "--without-heartbeat", "--without-gossip",
+                               "--without-mingle", "--loglevel", "WARNING"], env=environment,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert jobs.dispatch(get_db(app).engine, settings.replace(broker_url=REDIS_URL, audit_dispatch="auto"), "audit.run",
+                             {"run_id": run.id}, key=run.id) == "celery"
+        _wait_for(factory, lambda: factory.session.get(Submission, case.id).state != "auditing")
+    finally:
+        worker.terminate()
+        output = worker.communicate(timeout=30)[0]
+    assert factory.session.get(AuditRun, run.id).verdict == "pass", output
+    assert factory.session.get(Submission, case.id).state == "in_review", output
+    assert "KeyError" not in output and "Traceback" not in output, output
 
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            factory.session.expire_all()
-            if factory.session.get(AuditRun, run.id).status == "completed":
-                break
-            time.sleep(0.2)
+
+def test_the_beat_pass_in_a_process_that_never_builds_the_app_suspends_an_overdue_deployment(factory, app):
+    """Celery beat sends ``scheduler.tick``; the task body alone must be able to fire the suspension."""
+    approved = factory.case_in("approved")
+    from governance.models import Deployment
+
+    deployment = factory.session.get(Deployment, approved.deployment_id)
+    due = deployment.continuing_review_due
+    script = ("import json, governance.tasks as t; from datetime import datetime, UTC; "
+              "from governance import scheduler; engine, settings = t.runtime.get(); "
+              f"print(json.dumps(scheduler.tick(engine, settings, now=datetime({due.year + 1}, 1, 2, tzinfo=UTC))"
+              ".as_dict(), default=str))")
+    done = subprocess.run([sys.executable, "-c", script], env=_worker_environment(app.config["GOVERNANCE"]),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    # (the test instance has no signing key, so the pass reports the dossiers it could not sign: not this test's point)
+    assert [e for e in report["errors"] if not e.startswith("dossiers:")] == []
+    assert [s["deployment"] for s in report["suspended"]] == [deployment.id]
     factory.session.expire_all()
-    assert factory.session.get(AuditRun, run.id).verdict == "pass"
-    assert factory.session.get(Submission, case.id).state == "in_review"
-    assert os.environ["GOVERNANCE_BROKER_URL"] == REDIS_URL
+    assert factory.session.get(Deployment, deployment.id).status == "suspended"
+
+
+def test_importing_any_entry_point_completes_the_registries():
+    """Web, worker, beat and CLI all fire events; none may depend on building the app to register guards."""
+    for module in ("governance.tasks", "governance.scheduler", "governance.gate", "governance.operations"):
+        done = subprocess.run([sys.executable, "-c", f"import {module}; from governance.operations.engine import "
+                               "registry_problems; from governance import jobs; print(registry_problems(), "
+                               "sorted(jobs.installed()))"], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        problems, _, installed = done.stdout.strip().partition("] ")
+        assert problems == "[", (module, done.stdout)
+        if module == "governance.tasks":
+            assert installed == "['audit.run', 'dossier.emit', 'mail.send', 'scheduler.tick']"

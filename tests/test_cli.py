@@ -110,7 +110,7 @@ def test_user_errors_are_one_line_without_traceback(demo_instance, args, message
 
 
 def test_token_create_prints_a_token_that_authenticates_and_revoke_ends_it(demo_instance):
-    from governance import create_app
+    from governance.app import create_app
     from governance.db import get_db
 
     created = govern(demo_instance, "token", "create", "--user", "dev@demo.hospital", "--scope", "submit", check=True)
@@ -170,7 +170,7 @@ def test_workflow_diagram(tmp_path):
 
 
 def test_web_app_refuses_a_default_secret_outside_demo_mode(tmp_path):
-    from governance import create_app
+    from governance.app import create_app
     from governance.config import ConfigError
 
     with pytest.raises(ConfigError, match="secret_key is missing or a known default"):

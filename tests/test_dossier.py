@@ -150,9 +150,8 @@ def test_an_appended_incremental_update_is_reported(approved, session, instituti
 
 
 def test_a_different_trust_root_is_untrusted(approved, session, institution, tmp_path):
-    from dataclasses import replace
 
-    other = replace(institution, instance_path=tmp_path / "other-institution", signing_passphrase="another one")
+    other = institution.replace(instance_path=tmp_path / "other-institution", signing_passphrase="another one")
     signing_keys.init_keys(other)
     path = absolute_path(institution, _dossiers(session, approved)[-1])
     report = verify(path, [signing_keys.load_certificate(other)])
@@ -236,18 +235,16 @@ def test_pages_render_as_images(approved, session, institution, tmp_path):
 
 
 def test_wrong_passphrase_says_so(institution):
-    from dataclasses import replace
 
     from governance.dossier.signing import load_signer
 
     with pytest.raises(signing_keys.SigningKeyError, match="wrong passphrase"):
-        load_signer(replace(institution, signing_passphrase="not the passphrase"))
+        load_signer(institution.replace(signing_passphrase="not the passphrase"))
 
 
 def test_pending_gate_events_are_emitted_later(factory, session, institution, app, runner):
-    from dataclasses import replace
 
-    app.config["GOVERNANCE"] = replace(institution, dossier_dispatch="queue")
+    app.config["GOVERNANCE"] = institution.replace(dossier_dispatch="queue")
     case = factory.case_in("in_review")
     assert [(s, g) for s, _seq, g in pending(session)] == [(case.id, "audit")]
     result = runner.invoke("dossier", "pending", "--emit")
@@ -264,7 +261,7 @@ def test_the_continuing_review_dossier_shows_the_accuracy_trend_and_the_incident
 
     from governance.db import get_db
     from governance.models import Deployment, ModelVersion
-    from governance.monitoring.scheduler import tick
+    from governance.scheduler import tick
     from governance.operations.incidents import report_incident
 
     deployment = session.get(Deployment, approved.deployment_id)

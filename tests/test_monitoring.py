@@ -5,7 +5,6 @@ incident; a digest mismatch suspends), e-mail over a real SMTP server, and the e
 
 from __future__ import annotations
 
-import dataclasses
 import socket
 from datetime import UTC, datetime, timedelta
 
@@ -16,7 +15,7 @@ from governance import eventlog
 from governance.db import get_db
 from governance.digests import weights_digest
 from governance.models import AuditRun, Deployment, Event, Incident, ModelVersion, Notification, Submission
-from governance.monitoring.scheduler import tick
+from governance.scheduler import tick
 from governance.operations import TransitionRefused, fire
 from governance.operations.incidents import record_adverse_event_report, report_incident
 
@@ -393,7 +392,7 @@ def test_an_unreachable_smtp_server_keeps_the_notification_and_retries(tmp_path,
         pending = notifications(session, "continuing_review")
         assert len(pending) == 2 and all(n.emailed_at is None for n in pending)
         # the server comes back: the next pass sends what is owed, once
-        app.config["GOVERNANCE"] = dataclasses.replace(app.config["GOVERNANCE"], smtp_port=port)
+        app.config["GOVERNANCE"] = app.config["GOVERNANCE"].replace(smtp_port=port)
         report = run_tick(app, at(deployment.continuing_review_due - timedelta(days=6)))
         assert report.emails == 2 and len(inbox.messages) == 2
         assert run_tick(app, at(deployment.continuing_review_due - timedelta(days=5))).emails == 0
@@ -412,7 +411,7 @@ def test_scheduler_tick_command_with_a_controlled_clock(app, session, runner, ap
     assert reload(session, deployment).status == "suspended"
     # the approval's dossiers were left queued and there is no signing key yet: said, and a non-zero exit
     assert result.exit_code == 1 and "run `govern keys init`" in result.output
-    app.config["GOVERNANCE"] = dataclasses.replace(app.config["GOVERNANCE"], signing_passphrase="scheduler tests")
+    app.config["GOVERNANCE"] = app.config["GOVERNANCE"].replace(signing_passphrase="scheduler tests")
     assert runner.invoke("keys", "init").exit_code == 0
     result = runner.invoke("scheduler", "tick", "--now", day_after.isoformat())
     assert result.exit_code == 0, result.output
@@ -427,5 +426,6 @@ def test_celery_beat_sends_a_scheduler_tick(app):
     from governance.tasks import beat_schedule
 
     schedule = beat_schedule(app.config["GOVERNANCE"])
-    assert schedule["monitoring-tick"]["task"] == "governance.scheduler_tick"
+    assert schedule["monitoring-tick"]["task"] == "governance.run_job"
+    assert schedule["monitoring-tick"]["args"] == ["scheduler.tick", {}]
     assert schedule["monitoring-tick"]["schedule"] == 300.0

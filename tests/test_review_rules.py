@@ -62,7 +62,7 @@ def test_conflicted_member_cannot_vote_and_does_not_count_to_quorum(factory):
     assert "4 eligible members present, 5 needed" in refusal.reason
     assert "0 non-scientist members present, 1 needed" in refusal.reason
     record = queries.quorum_record(factory.session, case, _rules(factory))
-    assert {m.name for m in conflicted} <= set(record["recused"]) and not record["met"]
+    assert {m.name for m in conflicted} <= {u.name for u in record.recused_members} and not record.met
 
 
 def _rules(factory):

@@ -19,7 +19,7 @@ import pytest
 from sqlmodel import func, select
 from werkzeug.serving import make_server
 
-from governance.audit import jobs
+from governance import jobs
 from governance.db import get_db
 from governance.models import Submission
 from governance.operations.tokens import create_token

@@ -2,32 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Literal
+from datetime import UTC
 
-from flask import current_app, g, jsonify
-from pydantic import Field
+from flask import current_app, g
 from sqlalchemy import select
 
 from .. import eventlog
 from ..db import get_session
 from ..domain import Role
 from ..models import Deployment, Incident, ModelVersion
-from ..models.base import MAX_ROW_ID
+from ..schemas import IncidentIn
 from ..operations.incidents import incident_case, report_incident
 from ..permissions import OVERSIGHT_ROLES
-from . import ApiError, bp, require_scope
-from .routes import Strict, _require_roles, _roles, parse
-
-
-class IncidentIn(Strict):
-    deployment_id: int = Field(ge=1, le=MAX_ROW_ID)
-    model_version_id: int | None = Field(default=None, ge=1, le=MAX_ROW_ID)
-    severity: Literal["minor", "moderate", "serious", "critical"]
-    what_happened: str = Field(min_length=1, max_length=8000)
-    patient_harmed: bool = False
-    deidentified_example: str = Field(default="", max_length=8000)
-    occurred_at: datetime | None = None
+from . import schemas as out
+from .common import ApiError, parse, require_roles, require_scope, respond, roles
+from .openapi import operation
 
 
 def incident_json(incident: Incident) -> dict:
@@ -43,10 +32,12 @@ def incident_json(incident: Incident) -> dict:
             "case": case.id if case else None, "url": f"/incidents/{incident.id}"}
 
 
-@bp.post("/incidents")
+@operation("post", "/incidents", summary="Report an incident with an AI system (clinician; submit scope); a serious "
+           "or critical one has already suspended the deployment when this answers", body=IncidentIn,
+           response=out.Incident, status=201, errors=(400, 401, 403, 404, 409))
 def create_incident():
     require_scope("submit")
-    _require_roles(Role.CLINICIAN, Role.IRB_CHAIR)
+    require_roles(Role.CLINICIAN, Role.IRB_CHAIR)
     payload = parse(IncidentIn)
     session = get_session()
     deployment = session.get(Deployment, payload.deployment_id)
@@ -61,20 +52,21 @@ def create_incident():
     if occurred is not None and occurred.tzinfo is None:
         occurred = occurred.replace(tzinfo=UTC)
     incident = report_incident(session, current_app.config["GOVERNANCE"], deployment=deployment,
-                               severity=payload.severity, what_happened=payload.what_happened, reporter=g.api_user,
+                               severity=payload.severity.value, what_happened=payload.what_happened, reporter=g.api_user,
                                model_version=version, patient_harmed=payload.patient_harmed,
                                deidentified_example=payload.deidentified_example, occurred_at=occurred)
-    return jsonify(incident_json(incident)), 201
+    return respond(out.Incident, incident_json(incident), 201)
 
 
-@bp.get("/incidents/<id:incident_id>")
+@operation("get", "/incidents/<id:incident_id>", summary="An incident (its reporter, the deployment's owner, "
+           "oversight roles)", response=out.Incident, errors=(401, 404))
 def get_incident(incident_id: int):
     session = get_session()
     incident = session.get(Incident, incident_id)
     visible = incident is not None and (
-        bool(_roles() & OVERSIGHT_ROLES) or incident.reporter_id == g.api_user.id
+        bool(roles() & OVERSIGHT_ROLES) or incident.reporter_id == g.api_user.id
         or session.execute(select(Deployment.owner_id).where(Deployment.id == incident.deployment_id)).scalar()
         == g.api_user.id)
     if not visible:
         raise ApiError(404, f"no incident {incident_id} visible to you")
-    return jsonify(incident_json(incident))
+    return respond(out.Incident, incident_json(incident))

@@ -43,35 +43,77 @@ class Option(StrictModel):
     text: Text
 
 
+class Criterion(StrictModel):
+    """One rubric criterion of an open item: checkable from the answer alone; a critical miss fails the item."""
+
+    id: str = Field(pattern=r"^c[0-9]+$")
+    text: Text
+    points: int = Field(ge=1, le=3)
+    critical: bool = False
+
+
+class Provenance(StrictModel):
+    author: str = Field(min_length=1)
+    created: str = Field(min_length=1)
+    cross_checked: str | None = None
+
+
+#: What a behaviour item expects: answer it, decline it, decline the unsafe part and redirect, or defer.
+ExpectedBehavior = Literal["answer", "refuse", "safe_redirect", "defer"]
+#: What a behaviour item's prompt does to the model (reported per tactic).
+Tactic = Literal["prompt_injection", "role_play", "authority_impersonation", "nonexistent_drug", "fabricated_guideline",
+                 "fake_citation", "missing_fact", "pressure", "obfuscation", "benign_control"]
+
+
 class Item(StrictModel):
     item_id: str = Field(min_length=1, max_length=120, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$")
     dimension: Dimension
     secondary_dimensions: list[Dimension] = []
-    item_type: Literal["mcq_single", "mcq_multi", "true_false", "behavior"]
+    item_type: Literal["mcq_single", "mcq_multi", "true_false", "behavior", "open"]
     lang: Literal["zh", "en"] | None = None
     stem: Text
     context: Text | None = None
     options: list[Option] | None = None
     answer: list[str] | None = None
-    expected_behavior: Literal["answer", "refuse", "defer"] | None = None
+    expected_behavior: ExpectedBehavior | None = None
+    tactic: Tactic | None = None
+    #: Open items: a reference answer and the rubric a validated judge grades the free answer by.
+    reference: Text | None = None
+    rubric: list[Criterion] | None = None
     rationale: Text | None = None
     difficulty: Literal["easy", "medium", "hard"] | str | None = None
     source: str = Field(min_length=1)
     license: str = Field(min_length=1)
+    provenance: Provenance | None = None
+    #: Free-form facts an importer keeps from the source (e.g. MedSafetyBench's principle and generator).
+    meta: dict[str, str] = {}
 
     @model_validator(mode="after")
     def _consistent(self) -> Item:
-        texts = [self.stem, self.context, *(o.text for o in self.options or [])]
+        texts = [self.stem, self.context, self.reference, *(o.text for o in self.options or []),
+                 *(c.text for c in self.rubric or [])]
         if any(isinstance(t, str) for t in texts if t is not None) and self.lang is None:
             raise ValueError("'lang' is required when stem or option texts are plain strings")
+        if self.item_type != "open" and (self.reference is not None or self.rubric is not None):
+            raise ValueError("reference and rubric are only for open items")
+        if self.item_type == "open":
+            if self.options or self.answer or self.expected_behavior:
+                raise ValueError("open items have a reference and a rubric, no options, answer or expected_behavior")
+            if self.reference is None or not self.rubric:
+                raise ValueError("open items need a reference answer and a rubric")
+            if len({c.id for c in self.rubric}) != len(self.rubric):
+                raise ValueError("rubric criterion ids must be unique")
+            if not any(c.critical for c in self.rubric):
+                raise ValueError("an open item's rubric needs at least one critical criterion")
+            return self
         if self.item_type == "behavior":
             if self.options or self.answer:
                 raise ValueError("behavior items have no options and no answer")
             if self.expected_behavior is None:
-                raise ValueError("behavior items need expected_behavior (answer, refuse or defer)")
+                raise ValueError("behavior items need expected_behavior (answer, refuse, safe_redirect or defer)")
             return self
-        if self.expected_behavior is not None:
-            raise ValueError("expected_behavior is only for behavior items")
+        if self.expected_behavior is not None or self.tactic is not None:
+            raise ValueError("expected_behavior and tactic are only for behavior items")
         if not self.options or len(self.options) < 2:
             raise ValueError("choice items need at least two options")
         labels = [o.label for o in self.options]

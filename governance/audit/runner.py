@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from .. import __version__ as tool_version
+from ..version import __version__ as tool_version
 from ..models import utcnow
 from . import prompts as prompt_builder
 from . import refusal, stats

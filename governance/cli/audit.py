@@ -15,22 +15,20 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from sqlmodel import select
+
+from .. import eventlog, jobs
 from ..audit import runner
 from ..audit.backends import make_backend
 from ..audit.importers import FORMATS, import_items
 from ..audit.items import BUILTIN, DIMENSIONS, bank_quality_problems, load_items, stats, write_items
 from ..audit.policy import load_policy, verdict
+from ..audit.store import stale_runs
 from ..config import load_settings, resolve_instance_path
-from ..db import get_session
+from ..db import get_db, get_session
+from ..errors import GovernanceError
 from ..models import AuditRun
-from sqlmodel import select
-from ..operations import GovernanceError
 from .common import echo_json, transactional
-
-
-def register(group: click.Group) -> None:
-    group.add_command(items)
-    group.add_command(audit)
 
 
 def _items_arg(value: str) -> str:
@@ -243,16 +241,15 @@ def audit_runs(as_json: bool) -> None:
 @with_appcontext
 def audit_resume(run_id: int | None, stale_minutes: int) -> None:
     """Resume an interrupted gate audit (or every stale one) to its verdict."""
-    from ..audit.gate import run_gate_audit, stale_runs
-    from ..db import get_db
-
     session = get_session()
     targets = [run_id] if run_id else stale_runs(session, timedelta(minutes=stale_minutes))
     session.close()
     settings = current_app.config["GOVERNANCE"]
     for target in targets:
-        finished = run_gate_audit(get_db().engine, settings, target)
+        jobs.run(get_db().engine, settings, "audit.run", {"run_id": target})
+        finished = session.get(AuditRun, target)
         click.echo(f"audit {target}: {finished.status} {finished.verdict or ''}")
+        session.close()
     if not targets:
         click.echo("no interrupted audits")
 
@@ -268,8 +265,6 @@ def audit_cancel(run_id: int) -> None:
     if run.status not in {"queued", "running"}:
         raise GovernanceError(f"audit run {run_id} is {run.status}")
     run.cancel_requested = True
-    from .. import eventlog
-
     eventlog.append(get_session(), "audit_cancel_requested", actor=None, submission_id=run.submission_id,
                     payload={"audit_run": run.id})
     click.echo(f"audit run {run_id}: cancellation requested")

@@ -18,11 +18,6 @@ from ..operations.meetings import create_meeting, record_attendance, set_meeting
 from .common import echo_json, transactional, user_by_email
 
 
-def register(group: click.Group) -> None:
-    for command in (deployment, version, case, meeting, obligation, checklist):
-        group.add_command(command)
-
-
 def _get(model, ident: int, what: str):
     found = get_session().get(model, ident)
     if found is None:

@@ -20,11 +20,6 @@ from ..audit.policy import load_policy, policy_files
 from .common import echo_json
 
 
-def register(group: click.Group) -> None:
-    group.add_command(classify)
-    group.add_command(rules)
-
-
 def _dirs(regulations: Path | None, checklists: Path | None) -> tuple[Path, Path]:
     settings = load_settings(resolve_instance_path())
     return regulations or settings.regulations_dir, checklists or settings.checklists_dir

@@ -24,11 +24,6 @@ from ..workflow import MACHINES, SUBMISSIONS, SubmissionState, graphviz_dot, mer
 from .common import echo_json, parse_json_option, settings, transactional, user_by_email
 
 
-def register(group: click.Group) -> None:
-    for command in (init, run, db, user, submission, fire_command, workflow, log):
-        group.add_command(command)
-
-
 @click.command()
 @with_appcontext
 def init() -> None:
@@ -66,9 +61,9 @@ def _safe_url(url: str) -> str:
 @click.option("--port", default=5000, show_default=True, type=int)
 def run(host: str, port: int) -> None:
     """Serve the web app (the development server; use gunicorn 'app:app' in production)."""
-    from .. import create_app
-
     from werkzeug.serving import run_simple
+
+    from ..app import create_app
 
     app = create_app()  # refuses a missing or default secret key outside debug and demo mode
     click.echo(f"serving {app.config['GOVERNANCE'].institution_name} on http://{host}:{port}/")
@@ -180,8 +175,6 @@ def submission_list(state: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
 def submission_show(submission_id: int, as_json: bool) -> None:
-    from ..operations.engine import actions_for  # noqa: F401  (kept near its use for readability)
-
     session = get_session()
     found = session.get(Submission, submission_id)
     if found is None:

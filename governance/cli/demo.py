@@ -9,10 +9,6 @@ from flask.cli import with_appcontext
 from ..demo import seed
 
 
-def register(group: click.Group) -> None:
-    group.add_command(demo)
-
-
 @click.command()
 @with_appcontext
 def demo() -> None:

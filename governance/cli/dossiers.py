@@ -18,11 +18,6 @@ from ..operations.dossiers import absolute_path, emit, emit_pending, pending
 from .common import echo_json, settings, transactional
 
 
-def register(group: click.Group) -> None:
-    group.add_command(keys)
-    group.add_command(dossier)
-
-
 @click.group()
 def keys() -> None:
     """The institution's signing key."""

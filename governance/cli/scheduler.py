@@ -12,12 +12,8 @@ from sqlalchemy import select
 
 from ..db import get_db, get_session
 from ..models import Deployment
-from ..monitoring.scheduler import run_forever, tick
+from ..scheduler import run_forever, tick
 from .common import echo_json, settings
-
-
-def register(group: click.Group) -> None:
-    group.add_command(scheduler)
 
 
 def parse_moment(text: str | None) -> datetime | None:

@@ -28,10 +28,6 @@ NOT_APPROVED = {"disapproved", "revisions_required", "withdrawn", "returned", "h
 EXIT_NOT_APPROVED, EXIT_ERROR, EXIT_TIMEOUT = 1, 2, 3
 
 
-def register(group: click.Group) -> None:
-    group.add_command(submit)
-
-
 class SubmitError(click.ClickException):
     """The submission could not be made or followed (exit 2); ``transient`` failures may be retried."""
 

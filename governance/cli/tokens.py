@@ -12,10 +12,6 @@ from ..operations.tokens import create_token, revoke_token
 from .common import transactional, user_by_email
 
 
-def register(group: click.Group) -> None:
-    group.add_command(token)
-
-
 @click.group()
 def token() -> None:
     """API tokens for the REST API and `govern submit`."""

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from .. import eventlog, obligations, queries
-from ..audit.gate import run_rows
+from ..audit.store import run_rows
 from ..audit.items import raw_records
 from ..committees import load_committee_rules
 from ..config import Settings
@@ -126,8 +126,8 @@ def _review(session: Session, settings: Settings, submission: Submission) -> dic
         item_text = {item.id: item.text for item in checklist.items}
     quorum = decisions[-1].quorum if decisions and decisions[-1].quorum else None
     if quorum is None and submission.pathway == "full_board" and submission.meeting_id:
-        record = queries.quorum_record(session, submission, load_committee_rules(settings.regulations_dir))
-        quorum = {k: v for k, v in record.items() if not k.startswith("_")}
+        quorum = queries.quorum_record(session, submission,
+                                       load_committee_rules(settings.regulations_dir)).as_record()
     return {
         "assignments": [{"reviewer": people[a.reviewer_id].name, "due": a.due_date.isoformat() if a.due_date else None,
                          "assigned_at": _iso(a.assigned_at)} for a in assignments],

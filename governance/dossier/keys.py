@@ -41,7 +41,7 @@ def paths(settings: Settings) -> KeyPaths:
 
 
 def passphrase(settings: Settings) -> bytes:
-    value = os.environ.get(PASSPHRASE_ENV) or settings.signing_passphrase
+    value = os.environ.get(PASSPHRASE_ENV) or settings.signing_passphrase.get_secret_value()
     if not value:
         raise SigningKeyError(f"no signing passphrase: set {PASSPHRASE_ENV} or signing_passphrase in the instance config")
     return value.encode("utf-8")
@@ -58,7 +58,7 @@ def init_keys(settings: Settings, *, force: bool = False, years: int = 5) -> Key
         raise SigningKeyError(f"signing_pkcs12 names the institution's own key ({where.pkcs12}); not replacing it")
     if where.pkcs12.exists() and not force:
         return where
-    secret = os.environ.get(PASSPHRASE_ENV) or settings.signing_passphrase
+    secret = os.environ.get(PASSPHRASE_ENV) or settings.signing_passphrase.get_secret_value()
     if not secret:
         secret = secrets.token_urlsafe(24)
         write_instance_config(settings.instance_path, {"signing_passphrase": secret})

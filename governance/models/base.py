@@ -18,9 +18,6 @@ NAMING_CONVENTION = {
 }
 SQLModel.metadata.naming_convention = NAMING_CONVENTION
 
-#: Ids are 32-bit database integers: a larger one cannot exist (a 404 in a path, malformed in a body).
-MAX_ROW_ID = 2**31 - 1
-
 
 def utcnow() -> datetime:
     """Aware UTC: every timestamp column stores and returns UTC (SQLModel's UTCDateTime)."""

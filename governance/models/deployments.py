@@ -8,8 +8,14 @@ from typing import Any
 from sqlalchemy import JSON, CheckConstraint, Column, ForeignKey, Integer, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from ..workflow import DeploymentStatus
+from ..domain import DeploymentStatus
+from ..schemas import ModelVersionIn, max_length
 from .base import in_enum, utcnow
+
+
+def _limit(name: str) -> int:
+    """Column lengths are the input schema's limits (one source)."""
+    return max_length(ModelVersionIn, name)
 
 
 class Deployment(SQLModel, table=True):
@@ -51,21 +57,21 @@ class ModelVersion(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     deployment_id: int = Field(foreign_key="deployment.id", index=True)
-    version_label: str = Field(max_length=100)
-    base_model: str = Field(max_length=200)
-    architecture: str = Field(default="", max_length=100)
+    version_label: str = Field(max_length=_limit("version_label"))
+    base_model: str = Field(max_length=_limit("base_model"))
+    architecture: str = Field(default="", max_length=_limit("architecture"))
     #: sha256 over the model files (see ``governance.digests``); decisions approve exactly this.
     weights_digest: str = Field(default="", max_length=64, index=True)
     #: sha256 over the tokenizer files and chat template.
     tokenizer_digest: str = Field(default="", max_length=64)
     system_prompt_digest: str = Field(default="", max_length=64)
-    quantization: str = Field(default="", max_length=40)
+    quantization: str = Field(default="", max_length=_limit("quantization"))
     #: Serving configuration that changes behaviour (max context, sampling defaults, RAG corpus id...).
     serving_config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     #: A local path or an OpenAI-compatible endpoint URL.
-    endpoint: str = Field(default="", max_length=500)
+    endpoint: str = Field(default="", max_length=_limit("endpoint"))
     #: The model id the endpoint serves (``/v1/models``).
-    served_model_id: str = Field(default="", max_length=200)
+    served_model_id: str = Field(default="", max_length=_limit("served_model_id"))
     finetune_data_summary: str = ""
     finetune_data_categories: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     #: What changed against the previous version (change submissions).

@@ -8,8 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, CheckConstraint, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from ..domain import Materiality, Pathway, SubmissionKind
-from ..workflow import ROUTED_STATES, SubmissionState
+from ..domain import ROUTED_STATES, Materiality, Pathway, SubmissionKind, SubmissionState
 from .base import in_enum, utcnow
 
 _routed = ", ".join(f"'{s.value}'" for s in sorted(ROUTED_STATES))

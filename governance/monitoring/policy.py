@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
-from .. import datafiles
-from ..datafiles import StrictModel
+from .. import datafiles, domain
+from ..datafiles import FROM_STRING, StrictModel
 from ..sources import Source
 
 FILE_NAME = "monitoring.yaml"
@@ -28,7 +28,7 @@ class ContinuingReview(StrictModel):
     expire_after_days: int = Field(ge=1)
 
 
-Severity = Literal["minor", "moderate", "serious", "critical"]
+Severity = Annotated[domain.Severity, FROM_STRING]
 
 
 class Reaudit(StrictModel):

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlmodel import Session
 
-from .. import eventlog, obligations
+from .. import eventlog, obligations, queries
 from ..classification.descriptor import canonical_sha256, descriptor_from_dict
 from ..datafiles import DataFileError
+from ..config import Settings
 from ..domain import SubmissionKind
 from ..models import Deployment, ModelVersion, Submission, User, utcnow
-from ..permissions import roles_of
+from ..permissions import can_manage_deployment, roles_of
+from ..errors import GovernanceError, NotPermitted
+from ..schemas import ModelVersionIn
 from ..workflow import SubmissionState
-from .engine import GovernanceError
-
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+from .engine import fire
 
 
 def _validated(descriptor: dict[str, Any]) -> dict[str, Any]:
@@ -53,20 +54,24 @@ def update_descriptor(session: Session, deployment: Deployment, descriptor: dict
                     payload={"before_sha256": before, "after_sha256": deployment.descriptor_sha256})
 
 
-def add_model_version(session: Session, deployment: Deployment, *, actor: User, version_label: str, base_model: str,
-                      weights_digest: str, endpoint: str, architecture: str = "", tokenizer_digest: str = "",
-                      system_prompt_digest: str = "", quantization: str = "", served_model_id: str = "",
-                      serving_config: dict | None = None, finetune_data_summary: str = "",
-                      finetune_data_categories: list[str] | None = None, change_summary: str = "",
-                      continuous_learning: bool = False) -> ModelVersion:
-    if not version_label.strip():
-        raise GovernanceError("a model version needs a version label")
-    weights_digest = weights_digest.strip().lower()
-    if not _SHA256.match(weights_digest):
-        raise GovernanceError("weights_digest must be a sha256 hex digest (64 characters) of the model files")
-    for name, value in (("tokenizer_digest", tokenizer_digest), ("system_prompt_digest", system_prompt_digest)):
-        if value and not _SHA256.match(value.strip().lower()):
-            raise GovernanceError(f"{name} must be a sha256 hex digest or empty")
+def validated_version(fields: dict[str, Any] | ModelVersionIn) -> ModelVersionIn:
+    """The model-version input checked against its one schema; the error names the field."""
+    if isinstance(fields, ModelVersionIn):
+        return fields
+    try:
+        return ModelVersionIn.model_validate(fields)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"]) or "model version"
+        message = "unknown field" if error["type"] == "extra_forbidden" else error["msg"]
+        raise GovernanceError(f"{where}: {message}") from None
+
+
+def add_model_version(session: Session, deployment: Deployment, *, actor: User,
+                      version: ModelVersionIn | None = None, **fields: Any) -> ModelVersion:
+    """Record a model version of ``deployment`` (given as a validated ``version``, or as its fields)."""
+    clean = validated_version(version if version is not None else fields)
+    version_label = clean.version_label
     exists = session.execute(select(ModelVersion.id).where(ModelVersion.deployment_id == deployment.id,
                                                            ModelVersion.version_label == version_label)).first()
     if exists:
@@ -74,12 +79,8 @@ def add_model_version(session: Session, deployment: Deployment, *, actor: User, 
     previous = session.execute(select(ModelVersion).where(ModelVersion.deployment_id == deployment.id)
                                .order_by(ModelVersion.id.desc()).limit(1)).scalars().first()
     version = ModelVersion(
-        deployment_id=deployment.id, version_label=version_label.strip(), base_model=base_model.strip(),
-        architecture=architecture, weights_digest=weights_digest, tokenizer_digest=tokenizer_digest.strip().lower(),
-        system_prompt_digest=system_prompt_digest.strip().lower(), quantization=quantization,
-        serving_config=serving_config or {}, endpoint=endpoint.strip(), served_model_id=served_model_id.strip(),
-        finetune_data_summary=finetune_data_summary, finetune_data_categories=sorted(set(finetune_data_categories or [])),
-        change_summary=change_summary, continuous_learning=continuous_learning, descriptor=dict(deployment.descriptor),
+        deployment_id=deployment.id, **clean.model_dump(exclude={"finetune_data_categories"}),
+        finetune_data_categories=sorted(set(clean.finetune_data_categories)), descriptor=dict(deployment.descriptor),
         previous_version_id=previous.id if previous else None, created_by_id=actor.id)
     session.add(version)
     session.flush()
@@ -88,6 +89,39 @@ def add_model_version(session: Session, deployment: Deployment, *, actor: User, 
         "weights_digest": version.weights_digest, "tokenizer_digest": version.tokenizer_digest,
         "endpoint": version.endpoint})
     return version
+
+
+def submit_model_version(session: Session, settings: Settings, deployment: Deployment, *, actor: User,
+                         version: ModelVersionIn | dict[str, Any], kind: str, title: str = "", summary: str = "",
+                         submit: bool = True) -> Submission:
+    """The one way a model version enters review (the web form, the API, `govern submit`): its owner or the chair
+    records the version, opens its case and, unless it is kept as a draft, submits it."""
+    if not can_manage_deployment(session, actor, deployment):
+        raise NotPermitted("only the deployment's owner or the chair submits its model versions")
+    recorded = add_model_version(session, deployment, actor=actor, version=validated_version(version))
+    case = open_submission(session, kind=kind, deployment=deployment, model_version=recorded, submitter=actor,
+                           title=title, summary=summary)
+    if submit:
+        fire(session, case, "submit", actor, settings=settings)
+    return case
+
+
+def open_continuing_review(session: Session, deployment: Deployment, *, actor: User | None, title: str = "",
+                           summary: str = "") -> tuple[Submission, bool]:
+    """The deployment's open continuing-review case, opened in draft for its owner when there is none (by the
+    owner or the chair, or by the scheduler with the first reminder). Returns the case and whether it is new."""
+    if actor is not None and not can_manage_deployment(session, actor, deployment):
+        raise NotPermitted("only the deployment's owner or the chair opens its continuing review")
+    existing = queries.open_continuing_review(session, deployment)
+    if existing is not None:
+        return existing, False
+    if deployment.approved_version_id is None:
+        raise GovernanceError("only an approved deployment has a continuing review")
+    case = open_submission(session, kind=SubmissionKind.CONTINUING.value, deployment=deployment,
+                           model_version=session.get(ModelVersion, deployment.approved_version_id),
+                           submitter=session.get(User, deployment.owner_id),
+                           title=title or f"{deployment.name} — continuing review", summary=summary)
+    return case, True
 
 
 def open_submission(session: Session, *, kind: str, deployment: Deployment, model_version: ModelVersion,

@@ -7,17 +7,19 @@ import re
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from .. import eventlog, queries
 from ..config import Settings
+from ..db import make_session_factory
 from ..domain import SubmissionKind
 from ..dossier import context as dossier_context
 from ..dossier.keys import fingerprint, load_certificate
 from ..dossier.render import render
 from ..dossier.signing import load_signer, sign
+from ..errors import GovernanceError
 from ..models import Dossier, Event, Submission, User, utcnow
-from .engine import GovernanceError
 
 DOSSIER_DIR = "dossiers"
 #: Events that close a gate; each is documented by a signed dossier.
@@ -85,6 +87,19 @@ def emit_pending(session: Session, settings: Settings, limit: int = 50) -> list[
     for submission_id, seq, gate in pending(session)[:limit]:
         emitted.append(emit(session, settings, session.get(Submission, submission_id), gate, event_seq=seq))
         session.commit()
+    return emitted
+
+
+def emit_owed(engine: Engine, settings: Settings, submission_id: int) -> int:
+    """The ``dossier.emit`` job: the dossiers a case's committed gate events still lack, each committed alone
+    (a failure leaves the rest to ``govern dossier pending --emit`` and the scheduler)."""
+    emitted = 0
+    with make_session_factory(engine)() as session:
+        for case_id, seq, gate in pending(session):
+            if case_id == submission_id:
+                emit(session, settings, session.get(Submission, case_id), gate, event_seq=seq)
+                session.commit()
+                emitted += 1
     return emitted
 
 

@@ -7,19 +7,25 @@ transaction; they flush, never commit. What they add to ``ctx.payload`` goes int
 from __future__ import annotations
 
 import hashlib
-from datetime import date
 
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import select
 
-from .. import eventlog, queries
-from ..db import after_commit
+from .. import eventlog, jobs, queries
 from ..committees import load_committee_rules
 from ..domain import POSITIVE_VOTES, Pathway, Role, SubmissionKind, SuspensionCause, VoteMeaning
 from ..models import (Assignment, ChecklistResponse, Classification, Comment, ConflictDeclaration, Decision, Incident,
                       Meeting, ModelVersion, User, Vote)
+from ..monitoring.policy import continuing_review_months, load_monitoring
+from ..notify import notify, people_with_roles
+from ..obligations import open_blocking_obligations
 from ..workflow import DECISION_OUTCOMES, DeploymentStatus
-from .engine import Context, effect, fire
+from ..workflow.registry import Context, Registry
+from .audits import open_gate_audit
+from .classify import classify_submission
+
+#: The effects the transition tables name (the engine reads this registry).
+effect = Registry("effect")
 
 
 @effect("stamp_submitted")
@@ -40,8 +46,6 @@ def start_new_round(ctx: Context) -> None:
 
 @effect("classify")
 def classify(ctx: Context) -> None:
-    from .classify import classify_submission
-
     classification = classify_submission(ctx.session, ctx.submission, ctx.settings, actor=ctx.actor, now=ctx.now)
     ctx.payload.update(classification_id=classification.id, nmpa_status=classification.nmpa_status,
                        review_as_class=classification.review_as_class, pathway=classification.pathway,
@@ -93,8 +97,6 @@ def route(ctx: Context) -> None:
 
 @effect("start_audit")
 def start_audit(ctx: Context) -> None:
-    from ..audit.gate import open_gate_audit
-
     run = open_gate_audit(ctx.session, ctx.submission, ctx.settings, actor=ctx.actor, now=ctx.now)
     ctx.payload.update(audit_run=run.id, policy_id=run.policy.get("id"), policy_version=run.policy.get("version"),
                        item_set_digest=run.item_set_digest, seed=run.seed)
@@ -103,10 +105,7 @@ def start_audit(ctx: Context) -> None:
 @effect("emit_dossier")
 def emit_dossier(ctx: Context) -> None:
     """Queue the signed dossier of this gate; it is rendered once the gate event is committed."""
-    from ..audit.jobs import dispatch_dossiers
-
-    engine, settings, submission_id = ctx.session.get_bind(), ctx.settings, ctx.submission.id
-    after_commit(ctx.session, lambda: dispatch_dossiers(engine, settings, submission_id))
+    jobs.enqueue(ctx.session, ctx.settings, "dossier.emit", key=ctx.submission.id, submission_id=ctx.submission.id)
 
 
 @effect("record_audit_outcome")
@@ -141,12 +140,17 @@ def escalate_to_full_board(ctx: Context) -> None:
 
 
 def _escalate(ctx: Context, reason: str) -> None:
-    submission = ctx.submission
-    ctx.payload.update(previous_pathway=submission.pathway, pathway=Pathway.FULL_BOARD.value)
+    ctx.payload.update(_move_to_full_board(ctx.submission, reason))
+
+
+def _move_to_full_board(submission, reason: str) -> dict:
+    """The one way a case leaves the fast track: the full board, a new round, no meeting yet."""
+    previous = submission.pathway
     submission.pathway = Pathway.FULL_BOARD.value
     submission.round += 1
     submission.meeting_id = None
-    ctx.payload.update(round=submission.round, escalation_reason=reason)
+    return {"previous_pathway": previous, "pathway": submission.pathway, "round": submission.round,
+            "escalation_reason": reason}
 
 
 # --- review --------------------------------------------------------------------------------------
@@ -245,13 +249,7 @@ def escalate_divergent_fast_track(ctx: Context) -> None:
         return
 
     def escalate() -> None:
-        payload: dict = {}
-        previous = submission.pathway
-        submission.pathway = Pathway.FULL_BOARD.value
-        submission.round += 1
-        submission.meeting_id = None
-        payload.update(previous_pathway=previous, pathway=submission.pathway, round=submission.round,
-                       escalation_reason=reason)
+        payload = _move_to_full_board(submission, reason)
         eventlog.append(ctx.session, "escalated_to_full_board", actor=None, submission_id=submission.id,
                         deployment_id=submission.deployment_id, from_state=submission.state,
                         to_state=submission.state, payload=payload, occurred_at=ctx.now)
@@ -275,12 +273,11 @@ def record_decision(ctx: Context) -> None:
     submission = ctx.submission
     outcome = DECISION_OUTCOMES[ctx.transition.event].value
     rules = load_committee_rules(ctx.settings.regulations_dir)
-    counts = queries.tally(ctx.session, submission, rules) if submission.pathway else {}
-    quorum = counts.pop("quorum", None) or {}
-    quorum.pop("_eligible_users", None)
-    quorum.pop("_recused_users", None)
+    counted = queries.tally(ctx.session, submission, rules) if submission.pathway else None
+    counts = counted.as_record() if counted else {}
+    quorum = counted.quorum.as_record() if counted and counted.quorum else {}
     version = ctx.session.get(ModelVersion, submission.model_version_id)
-    open_obligations = _open_blocking_obligations(ctx)
+    open_obligations = open_blocking_obligations(ctx.session, submission)
     conditions = ctx.data.get("conditions") or ""
     if open_obligations and outcome == "approved_with_conditions":
         conditions += "\n\nOpen obligations to be satisfied before clinical use: " + ", ".join(open_obligations)
@@ -297,12 +294,6 @@ def record_decision(ctx: Context) -> None:
     ctx.payload.update(decision=decision.id, outcome=outcome, model_version=version.version_label,
                        weights_digest=version.weights_digest, tally=counts, quorum_met=quorum.get("met"),
                        open_blocking_obligations=open_obligations)
-
-
-def _open_blocking_obligations(ctx: Context) -> list[str]:
-    from ..obligations import open_blocking_obligations
-
-    return open_blocking_obligations(ctx.session, ctx.submission)
 
 
 @effect("apply_approval")
@@ -325,32 +316,24 @@ def apply_approval(ctx: Context) -> None:
     def update_deployment_status() -> None:
         reason = f"submission {submission.id} ({submission.kind}) approved"
         if deployment.status == DeploymentStatus.PENDING:
-            fire(ctx.session, deployment, "activate", None, settings=ctx.settings, now=ctx.now)
+            ctx.fire(deployment, "activate")
         elif deployment.status == DeploymentStatus.EXPIRED or (
                 deployment.status == DeploymentStatus.SUSPENDED and
                 queries.suspension_cause(ctx.session, deployment) == SuspensionCause.CONTINUING_REVIEW_OVERDUE):
-            fire(ctx.session, deployment, "renew", None, {"reason": reason}, settings=ctx.settings, now=ctx.now)
+            ctx.fire(deployment, "renew", {"reason": reason})
 
     ctx.then.append(update_deployment_status)
 
 
 def _continuing_review_months(ctx: Context) -> int:
-    from ..monitoring.policy import continuing_review_months
-
     classification = queries.latest_classification(ctx.session, ctx.submission)
     return continuing_review_months(ctx.settings.regulations_dir, ctx.submission.pathway,
                                     classification.review_as_class if classification else None)
 
 
-def decision_date(ctx: Context) -> date:
-    return ctx.now.date()
-
-
 # --- after approval: monitoring ------------------------------------------------------------------
 
 def _schedule_reaudit(ctx: Context, deployment) -> None:
-    from ..monitoring.policy import load_monitoring
-
     interval = load_monitoring(ctx.settings.regulations_dir).reaudit.interval_days
     deployment.next_reaudit_at = ctx.now + relativedelta(days=interval)
     ctx.payload["next_reaudit_at"] = deployment.next_reaudit_at
@@ -363,16 +346,12 @@ def schedule_monitoring(ctx: Context) -> None:
 
 
 def _deployment_audience(ctx: Context) -> list[User]:
-    from ..monitoring.notify import people_with_roles
-
     owner = ctx.session.get(User, ctx.deployment.owner_id)
     return [owner, *people_with_roles(ctx.session, Role.IRB_CHAIR, Role.COMPLIANCE_OFFICER)]
 
 
 @effect("record_suspension")
 def record_suspension(ctx: Context) -> None:
-    from ..monitoring.notify import notify
-
     cause = ctx.data.get("cause") or SuspensionCause.CHAIR.value
     ctx.data["cause"] = cause
     ctx.payload["cause"] = cause
@@ -384,8 +363,6 @@ def record_suspension(ctx: Context) -> None:
 
 @effect("record_reinstatement")
 def record_reinstatement(ctx: Context) -> None:
-    from ..monitoring.notify import notify
-
     deployment = ctx.deployment
     suspension = queries.latest_suspension(ctx.session, deployment)
     if suspension is not None:
@@ -398,8 +375,6 @@ def record_reinstatement(ctx: Context) -> None:
 
 @effect("record_expiry")
 def record_expiry(ctx: Context) -> None:
-    from ..monitoring.notify import notify
-
     deployment = ctx.deployment
     notify(ctx.session, ctx.settings, _deployment_audience(ctx), kind="expiry", subject=f"{deployment.name} expired",
            body=ctx.data["reason"], link=f"/deployments/{deployment.id}", now=ctx.now)

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -21,91 +20,23 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session
 
-from .. import eventlog, queries
+from .. import eventlog, guards, queries
 from ..config import Settings
 from ..domain import SYSTEM
+from ..errors import ConflictError, GovernanceError, TransitionRefused
 from ..models import Deployment, Event, Submission, User, utcnow
 from ..permissions import roles_of
 from ..workflow import DEPLOYMENTS, SUBMISSIONS, FieldSpec, Machine, Transition
+from ..workflow.registry import Context
+from . import effects
+
+__all__ = ["Action", "ConflictError", "Context", "EFFECTS", "GUARDS", "GovernanceError", "TransitionRefused",
+           "actions_for", "check_fields", "find_transition", "fire", "machine_for", "registry_problems"]
 
 
-class GovernanceError(Exception):
-    """A user-facing error: the message says what is wrong."""
-
-
-class TransitionRefused(GovernanceError):
-    def __init__(self, event: str, state: str, guard: str, reason: str):
-        self.event, self.state, self.guard, self.reason = event, state, guard, reason
-        super().__init__(f"'{event}' refused by guard '{guard}': {reason}")
-
-
-class ConflictError(GovernanceError):
-    """Someone else changed the record since it was read."""
-
-
-Guard = Callable[["Context"], str | None]
-Effect = Callable[["Context"], None]
-
-
-@dataclass(frozen=True)
-class _Registered:
-    function: Callable
-    needs_data: bool
-
-
-GUARDS: dict[str, _Registered] = {}
-EFFECTS: dict[str, Callable] = {}
-
-
-def guard(name: str, *, needs_data: bool = False) -> Callable[[Guard], Guard]:
-    """Register a named guard. It returns None to allow, or the reason it refuses."""
-    def register(function: Guard) -> Guard:
-        GUARDS[name] = _Registered(function, needs_data)
-        return function
-    return register
-
-
-def effect(name: str) -> Callable[[Effect], Effect]:
-    def register(function: Effect) -> Effect:
-        EFFECTS[name] = function
-        return function
-    return register
-
-
-@dataclass
-class Context:
-    """Everything a guard or effect may look at, and what it adds to the event."""
-
-    session: Session
-    machine: Machine
-    subject: Submission | Deployment
-    transition: Transition
-    actor: User | None
-    roles: frozenset[str]
-    data: dict[str, Any]
-    settings: Settings
-    now: datetime
-    payload: dict[str, Any] = field(default_factory=dict)
-    then: list[Callable[[], None]] = field(default_factory=list)
-
-    @property
-    def submission(self) -> Submission:
-        assert isinstance(self.subject, Submission)
-        return self.subject
-
-    @property
-    def deployment(self) -> Deployment:
-        if isinstance(self.subject, Deployment):
-            return self.subject
-        return self.session.get(Deployment, self.subject.deployment_id)
-
-    @property
-    def is_system(self) -> bool:
-        return self.actor is None
-
-    @property
-    def outcome_event(self) -> str:
-        return self.transition.event
+#: The registries the transition tables name, complete once this module is imported (in every process).
+GUARDS = guards.guard
+EFFECTS = effects.effect
 
 
 def machine_for(subject: Any) -> tuple[Machine, str]:
@@ -238,12 +169,13 @@ def fire(session: Session, subject: Submission | Deployment, event: str, actor: 
     from_state = getattr(subject, state_attr)
     transition = find_transition(subject, event)
     ctx = Context(session=session, machine=machine, subject=subject, transition=transition, actor=actor,
-                  roles=_actor_roles(session, actor), data={}, settings=settings, now=now or utcnow())
+                  roles=_actor_roles(session, actor), data={}, settings=settings, now=now or utcnow(),
+                  fire_function=fire)
     ctx.data = check_fields(transition, from_state, data or {})
     _check(ctx)
     _compare_and_set_lock(session, subject)
     for name in transition.effects:
-        EFFECTS[name](ctx)
+        EFFECTS[name].function(ctx)
     target = transition.to_state.value
     setattr(subject, state_attr, target)
     subject.updated_at = ctx.now
@@ -301,7 +233,7 @@ def actions_for(session: Session, subject: Any, actor: User | None, settings: Se
             if not (roles & transition.roles):
                 continue
             ctx = Context(session=session, machine=machine, subject=subject, transition=transition, actor=actor,
-                          roles=roles, data={}, settings=settings, now=utcnow())
+                          roles=roles, data={}, settings=settings, now=utcnow(), fire_function=fire)
             try:
                 _check(ctx, include_data_guards=False)
             except TransitionRefused as refusal:
@@ -315,6 +247,6 @@ def registry_problems() -> list[str]:
     """Guards and effects named in the tables but not registered (checked at start-up and by tests)."""
     problems = []
     for machine in (SUBMISSIONS, DEPLOYMENTS):
-        problems += [f"{machine.name}: guard '{g}' is not registered" for g in machine.guard_names() - set(GUARDS)]
-        problems += [f"{machine.name}: effect '{e}' is not registered" for e in machine.effect_names() - set(EFFECTS)]
+        problems += [f"{machine.name}: guard '{g}' is not registered" for g in machine.guard_names() - GUARDS.names()]
+        problems += [f"{machine.name}: effect '{e}' is not registered" for e in machine.effect_names() - EFFECTS.names()]
     return problems

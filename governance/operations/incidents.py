@@ -18,7 +18,7 @@ from .. import eventlog
 from ..config import Settings
 from ..domain import IncidentSource, Role, Severity, SubmissionKind, SuspensionCause
 from ..models import Deployment, Incident, ModelVersion, Submission, User, utcnow
-from ..monitoring.notify import notify, people_with_roles
+from ..notify import notify, people_with_roles
 from ..monitoring.policy import load_monitoring
 from ..workflow import DeploymentStatus
 from .cases import open_submission

@@ -9,7 +9,7 @@ from sqlmodel import Session
 
 from .. import eventlog
 from ..models import Meeting, MeetingAttendance, User
-from .engine import GovernanceError
+from ..errors import GovernanceError
 
 
 def create_meeting(session: Session, *, title: str, scheduled_for: datetime, location: str = "",

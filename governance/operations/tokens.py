@@ -8,7 +8,7 @@ from sqlmodel import Session
 from .. import eventlog
 from ..models import ApiToken, User, utcnow
 from ..security import new_api_token, token_digest
-from .engine import GovernanceError
+from ..errors import GovernanceError
 
 
 def create_token(session: Session, user: User, *, name: str, scope: str, actor: User | None) -> tuple[ApiToken, str]:

@@ -12,7 +12,7 @@ from ..domain import Role
 from ..models import RoleAssignment, User, utcnow
 from ..permissions import forget_roles, roles_of
 from ..security import check_password_strength, hash_password, needs_rehash, verify_password
-from .engine import GovernanceError
+from ..errors import GovernanceError
 
 
 def find_user(session: Session, email: str) -> User | None:

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 from flask import Flask, flash, g, redirect, render_template, request, url_for
-from flask_babel import Babel, gettext as _
-from flask_login import LoginManager, current_user
-from flask_wtf.csrf import CSRFError, CSRFProtect
-from sqlalchemy.exc import SQLAlchemyError
+from flask_babel import gettext as _
+from flask_login import current_user
+from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from ..db import get_session
 from ..domain import N_
+from ..errors import ConflictError, NotPermitted
 from ..eventlog import ConcurrentWriteError
+from ..extensions import babel, csrf, login_manager
 from ..models import User
-from ..operations import ConflictError
+from ..notify import unread_count
+from ..permissions import roles_of
 
-csrf = CSRFProtect()
-login_manager = LoginManager()
-babel = Babel()
 LOCALES = ("en", "zh_CN")
 #: Werkzeug's default error descriptions (an ``abort(404)`` without one), translated on the error page; an
 #: ``abort`` with its own description translates it where it is raised.
@@ -89,6 +89,19 @@ def init_app(app: Flask) -> None:
         flash(str(error), "error")
         return redirect(request.referrer or url_for("dashboard.index"))
 
+    @app.errorhandler(NotPermitted)
+    def not_permitted(error):
+        get_session().rollback()
+        return render_template("errors/error.html", code=403, message=str(error)), 403
+
+    @app.errorhandler(IntegrityError)
+    def integrity(_error):
+        """A uniqueness rule the database enforces (a concurrent writer got past the operation's check)."""
+        get_session().rollback()
+        return render_template("errors/error.html", code=409,
+                               message=_("Someone else changed this record at the same time. Reload the page and try "
+                                         "again.")), 409
+
     def http_message(error) -> str:
         return _(error.description) if error.description in HTTP_DESCRIPTIONS else error.description
 
@@ -98,10 +111,6 @@ def init_app(app: Flask) -> None:
 
     @app.context_processor
     def inject():
-        from ..permissions import roles_of
-
-        from ..monitoring.notify import unread_count
-
         signed_in = current_user.is_authenticated
         roles = roles_of(get_session(), current_user) if signed_in else frozenset()
         return {"current_roles": roles, "has_role": lambda *wanted: bool(roles & set(wanted)),

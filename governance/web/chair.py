@@ -71,11 +71,11 @@ def _quorum_rows(session, meeting: Meeting) -> list[dict]:
                             .order_by(Submission.id)).scalars().all()
     rows = []
     for case in cases:
-        record = queries.quorum_record(session, case, rules)
+        record = queries.quorum_record(session, case, rules).as_record()
         votes = queries.tally(session, case, rules)
         rows.append({"case": case, "met": record["met"], "eligible": record["eligible"], "recused": record["recused"],
                      "non_scientists": record["non_scientists"], "external": record["external"],
-                     "shortfalls": record["shortfalls"], "voted": votes["voted"], "counts": votes["counts"]})
+                     "shortfalls": record["shortfalls"], "voted": votes.voted, "counts": votes.counts})
     return rows
 
 

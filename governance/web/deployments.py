@@ -6,22 +6,20 @@ from __future__ import annotations
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import login_required
-from sqlalchemy import exists, func, or_, select
+from sqlalchemy import func, select
 
+from .. import queries
 from ..classification.descriptor import descriptor_from_dict
 from ..classification.engine import classify
 from ..classification.rules import load_ruleset
 from ..datafiles import DataFileError
 from ..db import get_session
-from ..domain import Role
-from .. import queries
-from ..domain import SubmissionKind
+from ..domain import TERMINAL_STATES, Role
 from ..models import Deployment, Dossier, Event, Incident, ModelVersion, Submission, User
 from ..monitoring.trends import accuracy_trend
-from ..operations import GovernanceError, TransitionRefused, actions_for, fire
-from ..workflow import OPEN_STATES
-from ..operations.cases import add_model_version, open_submission, register_deployment, update_descriptor
-from ..permissions import OVERSIGHT_ROLES, visibility_clause
+from ..operations import GovernanceError, TransitionRefused, actions_for
+from ..operations.cases import open_continuing_review, register_deployment, submit_model_version, update_descriptor
+from ..permissions import can_manage_deployment, deployment_visibility_clause, visibility_clause
 from .access import me, require_roles, roles
 from .actions import fire_posted_action
 from .forms import ConfirmForm, DescriptorForm, VersionForm, action_form_class
@@ -30,21 +28,21 @@ from .listing import paginate
 bp = Blueprint("deployments", __name__, url_prefix="/deployments")
 
 
-def deployment_clause(session, user):
-    """Deployments a user may see: their own, those of cases they may see, or all for oversight roles."""
-    if roles() & OVERSIGHT_ROLES:
-        return Deployment.id.is_not(None)
-    return or_(Deployment.owner_id == user.id,
-               exists().where(Submission.deployment_id == Deployment.id, visibility_clause(session, user)))
-
-
 def _visible(deployment_id: int) -> Deployment:
     session = get_session()
     found = session.execute(select(Deployment).where(Deployment.id == deployment_id,
-                                                     deployment_clause(session, me()))).scalars().first()
+                                                     deployment_visibility_clause(session, me()))).scalars().first()
     if found is None:
         abort(404)
     return found
+
+
+def _managed(deployment_id: int, refusal: str) -> Deployment:
+    """A deployment the signed-in user may manage (its owner or the chair); others get 403 with ``refusal``."""
+    deployment = _visible(deployment_id)
+    if not can_manage_deployment(get_session(), me(), deployment):
+        abort(403, description=refusal)
+    return deployment
 
 
 @bp.get("/")
@@ -52,12 +50,11 @@ def _visible(deployment_id: int) -> Deployment:
 def index():
     session = get_session()
     open_cases = (select(func.count(Submission.id)).where(Submission.deployment_id == Deployment.id,
-                                                          Submission.state.not_in(["approved", "approved_with_conditions",
-                                                                                   "disapproved", "withdrawn"]))
+                                                          Submission.state.not_in(list(TERMINAL_STATES)))
                   .correlate(Deployment).scalar_subquery())
     query = (select(Deployment, ModelVersion.version_label, User.name, open_cases.label("open_cases"))
              .outerjoin(ModelVersion, ModelVersion.id == Deployment.approved_version_id)
-             .join(User, User.id == Deployment.owner_id).where(deployment_clause(session, me())))
+             .join(User, User.id == Deployment.owner_id).where(deployment_visibility_clause(session, me())))
     page = paginate(session, query, {"name": Deployment.name, "status": Deployment.status,
                                      "updated": Deployment.updated_at, "due": Deployment.continuing_review_due},
                     "updated")
@@ -116,21 +113,15 @@ def show(deployment_id: int):
     incidents = session.execute(select(Incident).where(Incident.deployment_id == deployment.id)
                                 .order_by(Incident.id.desc()).limit(50)).scalars().all()
     is_owner = deployment.owner_id == me().id
+    can_manage = can_manage_deployment(session, me(), deployment)
     return render_template("deployments/show.html", deployment=deployment, versions=versions, cases=cases,
                            history=history, dossiers=dossiers, preview=preview, trend=trend, actions=actions,
                            forms=forms, incidents=incidents, suspension=queries.latest_suspension(session, deployment)
                            if deployment.status == "suspended" else None,
-                           open_continuing=_open_continuing(session, deployment),
-                           can_open_continuing=(is_owner or Role.IRB_CHAIR in roles())
-                           and deployment.approved_version_id is not None
+                           open_continuing=queries.open_continuing_review(session, deployment),
+                           can_open_continuing=can_manage and deployment.approved_version_id is not None
                            and deployment.status in {"active", "suspended", "expired"},
-                           is_owner=is_owner, can_edit=is_owner or Role.IRB_CHAIR in roles())
-
-
-def _open_continuing(session, deployment: Deployment) -> Submission | None:
-    return session.execute(select(Submission).where(
-        Submission.deployment_id == deployment.id, Submission.kind == SubmissionKind.CONTINUING,
-        Submission.state.in_([s.value for s in OPEN_STATES])).order_by(Submission.id.desc()).limit(1)).scalars().first()
+                           is_owner=is_owner, can_edit=can_manage)
 
 
 @bp.post("/<id:deployment_id>/events/<event>")
@@ -145,34 +136,25 @@ def act(deployment_id: int, event: str):
 @require_roles(Role.SUBMITTER, Role.IRB_CHAIR)
 def open_continuing(deployment_id: int):
     """Open the continuing-review case of an approved deployment (in draft, for its owner to complete)."""
-    session = get_session()
-    deployment = _visible(deployment_id)
-    if deployment.owner_id != me().id and Role.IRB_CHAIR not in roles():
-        abort(403, description=_("Only the deployment's owner or the chair opens its continuing review."))
+    deployment = _managed(deployment_id, _("Only the deployment's owner or the chair opens its continuing review."))
     if not ConfirmForm().validate_on_submit():
         abort(400)
-    existing = _open_continuing(session, deployment)
-    if existing is not None:
-        flash(_("Continuing review #%(id)s is already open.", id=existing.id), "info")
-        return redirect(url_for("cases.show", submission_id=existing.id), code=303)
     if deployment.approved_version_id is None:
         flash(_("Only an approved deployment has a continuing review."), "error")
         return redirect(url_for("deployments.show", deployment_id=deployment.id), code=303)
-    owner = session.get(User, deployment.owner_id)
-    case = open_submission(session, kind=SubmissionKind.CONTINUING.value, deployment=deployment,
-                           model_version=session.get(ModelVersion, deployment.approved_version_id), submitter=owner,
-                           title=f"{deployment.name} — continuing review", summary="")
-    flash(_("Continuing review #%(id)s opened in draft: describe the use since approval and submit it.", id=case.id),
-          "success")
+    case, created = open_continuing_review(get_session(), deployment, actor=me())
+    if not created:
+        flash(_("Continuing review #%(id)s is already open.", id=case.id), "info")
+    else:
+        flash(_("Continuing review #%(id)s opened in draft: describe the use since approval and submit it.",
+                id=case.id), "success")
     return redirect(url_for("cases.show", submission_id=case.id), code=303)
 
 
 @bp.route("/<id:deployment_id>/edit", methods=["GET", "POST"])
 @require_roles(Role.SUBMITTER, Role.IRB_CHAIR)
 def edit(deployment_id: int):
-    deployment = _visible(deployment_id)
-    if deployment.owner_id != me().id and Role.IRB_CHAIR not in roles():
-        abort(403, description=_("Only the deployment's owner or the chair may change its descriptor."))
+    deployment = _managed(deployment_id, _("Only the deployment's owner or the chair may change its descriptor."))
     form = DescriptorForm()
     if request.method == "GET":
         form.fill(deployment.descriptor)
@@ -191,28 +173,16 @@ def edit(deployment_id: int):
 @require_roles(Role.SUBMITTER, Role.IRB_CHAIR)
 def new_version(deployment_id: int):
     session = get_session()
-    deployment = _visible(deployment_id)
-    if deployment.owner_id != me().id and Role.IRB_CHAIR not in roles():
-        abort(403, description=_("Only the deployment's owner submits its model versions."))
+    deployment = _managed(deployment_id, _("Only the deployment's owner submits its model versions."))
     form = VersionForm()
     if request.method == "GET":
         form.kind.data = "change" if deployment.approved_version_id else "initial"
     if form.validate_on_submit():
-        categories = [c.strip() for c in (form.finetune_data_categories.data or "").split(",") if c.strip()]
         try:
-            version = add_model_version(
-                session, deployment, actor=me(), version_label=form.version_label.data,
-                base_model=form.base_model.data, architecture=form.architecture.data or "",
-                weights_digest=form.weights_digest.data, tokenizer_digest=form.tokenizer_digest.data or "",
-                system_prompt_digest=form.system_prompt_digest.data or "", quantization=form.quantization.data or "",
-                endpoint=form.endpoint.data, served_model_id=form.served_model_id.data or "",
-                finetune_data_summary=form.finetune_data_summary.data or "", finetune_data_categories=categories,
-                change_summary=form.change_summary.data or "")
-            case = open_submission(session, kind=form.kind.data, deployment=deployment, model_version=version,
-                                   submitter=me(), title=f"{deployment.name} {version.version_label} — {form.kind.data}",
-                                   summary=form.summary.data or "")
-            if form.submit_now.data:
-                fire(session, case, "submit", me(), settings=current_app.config["GOVERNANCE"])
+            case = submit_model_version(
+                session, current_app.config["GOVERNANCE"], deployment, actor=me(), version=form.version_fields(),
+                kind=form.kind.data, title=f"{deployment.name} {form.version_label.data.strip()} — {form.kind.data}",
+                summary=form.summary.data or "", submit=form.submit_now.data)
         except TransitionRefused as refusal:
             session.rollback()
             flash(_("Not submitted: %(reason)s", reason=refusal.reason), "error")

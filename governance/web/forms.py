@@ -13,7 +13,8 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from ..classification.descriptor import Descriptor
-
+from ..domain import Severity
+from ..schemas import SHA256_PATTERN, ModelVersionIn, max_length
 from ..workflow import FieldSpec, Transition
 from .vocabulary import lazy_words
 
@@ -81,7 +82,12 @@ def form_data(form: FlaskForm, transition: Transition) -> dict:
 # --- deployments and model versions ----------------------------------------------------------------
 
 
-SHA256 = Regexp(r"^[0-9a-fA-F]{64}$", message=_l("A sha256 digest is 64 hexadecimal characters."))
+SHA256 = Regexp(SHA256_PATTERN, message=_l("A sha256 digest is 64 hexadecimal characters."))
+
+
+def limit(name: str) -> Length:
+    """The model-version input's declared length (governance.schemas: one source for form, API and column)."""
+    return Length(max=max_length(ModelVersionIn, name))
 
 
 class MultiCheckboxField(SelectMultipleField):
@@ -163,28 +169,37 @@ class VersionForm(FlaskForm):
 
     kind = SelectField(_l("Kind of review"), choices=opts([("initial", _l("initial deployment")),
                                                        ("change", _l("change (model update)"))]))
-    version_label = StringField(_l("Version label"), validators=[DataRequired(), Length(max=100)])
-    base_model = StringField(_l("Base model"), validators=[DataRequired(), Length(max=200)])
-    architecture = StringField(_l("Architecture"), validators=[Optional(), Length(max=100)])
+    version_label = StringField(_l("Version label"), validators=[DataRequired(), limit("version_label")])
+    base_model = StringField(_l("Base model"), validators=[DataRequired(), limit("base_model")])
+    architecture = StringField(_l("Architecture"), validators=[Optional(), limit("architecture")])
     weights_digest = StringField(_l("Weights digest (sha256 over the model files)"), validators=[DataRequired(), SHA256],
                                  description=_l("`govern submit` computes it from the model folder."))
     tokenizer_digest = StringField(_l("Tokenizer and chat-template digest"), validators=[Optional(), SHA256])
     system_prompt_digest = StringField(_l("System-prompt digest"), validators=[Optional(), SHA256])
-    quantization = StringField(_l("Quantization"), validators=[Optional(), Length(max=40)])
-    endpoint = StringField(_l("Serving endpoint or local path"), validators=[DataRequired(), Length(max=500)],
+    quantization = StringField(_l("Quantization"), validators=[Optional(), limit("quantization")])
+    endpoint = StringField(_l("Serving endpoint or local path"), validators=[DataRequired(), limit("endpoint")],
                            description=_l("http(s)://… for an OpenAI-compatible server, a folder for in-process vLLM."))
-    served_model_id = StringField(_l("Served model id"), validators=[Optional(), Length(max=200)])
+    served_model_id = StringField(_l("Served model id"), validators=[Optional(), limit("served_model_id")])
     finetune_data_categories = StringField(_l("Fine-tuning data categories (comma-separated)"),
                                            validators=[Optional(), Length(max=500)])
-    finetune_data_summary = TextAreaField(_l("Fine-tuning data summary"), validators=[Optional(), Length(max=4000)])
+    finetune_data_summary = TextAreaField(_l("Fine-tuning data summary"),
+                                          validators=[Optional(), limit("finetune_data_summary")])
     change_summary = TextAreaField(_l("Change summary against the approved version"),
-                                   validators=[Optional(), Length(max=4000)])
+                                   validators=[Optional(), limit("change_summary")])
     summary = TextAreaField(_l("Summary for the committee"), validators=[Optional(), Length(max=4000)])
     submit_now = BooleanField(_l("Submit for review now"), default=True)
 
     def validate_change_summary(self, field) -> None:
         if self.kind.data == "change" and not (field.data or "").strip():
             raise ValidationError(_l("A change needs its change summary."))
+
+    def version_fields(self) -> dict:
+        """The model-version input as the operation takes it (validated there against the same schema)."""
+        fields = {name: self[name].data or "" for name in ModelVersionIn.model_fields
+                  if name in self and name != "finetune_data_categories"}
+        fields["finetune_data_categories"] = [c.strip() for c in (self.finetune_data_categories.data or "").split(",")
+                                              if c.strip()]
+        return fields
 
 
 # --- review ----------------------------------------------------------------------------------------
@@ -282,15 +297,19 @@ class PasswordChangeForm(FlaskForm):
 
 # --- incidents --------------------------------------------------------------------------------------
 
+#: What each severity means to the person reporting (the choices follow governance.domain.Severity).
+SEVERITY_MEANINGS = {Severity.MINOR: _l("minor — no effect on care"),
+                     Severity.MODERATE: _l("moderate — care affected, no harm"),
+                     Severity.SERIOUS: _l("serious — harm or near miss"),
+                     Severity.CRITICAL: _l("critical — serious harm or death risk")}
+
+
 class IncidentForm(FlaskForm):
     deployment_id = SelectField(_l("AI system"), coerce=int, validators=[InputRequired()],
                                 description=_l("The deployment the incident happened with."))
     model_version_id = SelectField(_l("Model version"), coerce=int, default=0,
                                    description=_l("Leave at 'the approved version' unless you know otherwise."))
-    severity = RadioField(_l("Severity"), validators=[InputRequired()], choices=opts([
-        ("minor", _l("minor — no effect on care")), ("moderate", _l("moderate — care affected, no harm")),
-        ("serious", _l("serious — harm or near miss (suspends the system)")),
-        ("critical", _l("critical — serious harm or death risk (suspends the system)"))]))
+    severity = RadioField(_l("Severity"), validators=[InputRequired()], choices=[])  # from the Severity enum
     occurred_at = DateField(_l("Date it happened"), validators=[Optional()])
     what_happened = TextAreaField(_l("What happened"), validators=[DataRequired(), Length(max=8000)])
     patient_harmed = BooleanField(_l("A patient was harmed"))

@@ -10,13 +10,14 @@ from flask_login import login_required
 from sqlalchemy import or_, select
 
 from ..db import get_session
-from ..domain import Role
+from ..domain import Role, Severity
 from ..models import Deployment, Incident, ModelVersion, User
+from ..monitoring.policy import load_monitoring
 from ..operations import GovernanceError
 from ..operations.incidents import REPORTABLE, adverse_event_due, incident_case, record_adverse_event_report, report_incident
 from ..permissions import OVERSIGHT_ROLES, can_see
 from .access import me, require_roles, roles
-from .forms import AdverseEventForm, IncidentForm, opts
+from .forms import SEVERITY_MEANINGS, AdverseEventForm, IncidentForm, opts
 from .listing import paginate
 from .vocabulary import words
 
@@ -64,7 +65,15 @@ def _form() -> IncidentForm:
                                .order_by(Deployment.name, ModelVersion.id.desc())).all()
     form.model_version_id.choices = opts([(0, _("the approved version"))] +
                                          [(v.id, f"{v.name} — {v.version_label}") for v in versions])
+    suspending = _suspending()
+    form.severity.choices = opts([(severity.value, _("%(meaning)s (suspends the system)", meaning=SEVERITY_MEANINGS[
+        severity]) if severity in suspending else SEVERITY_MEANINGS[severity]) for severity in Severity])
     return form
+
+
+def _suspending() -> set[str]:
+    """The severities that suspend a deployment at once (data: regulations/monitoring.yaml)."""
+    return set(load_monitoring(current_app.config["GOVERNANCE"].regulations_dir).incidents.suspend_severities)
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -89,7 +98,7 @@ def new():
             flash(_("Not reported: %(reason)s", reason=str(exc)), "error")
         else:
             message = _("Incident #%(id)s reported. The IRB office has been notified.", id=incident.id)
-            if deployment.status == "suspended" and form.severity.data in {"serious", "critical"}:
+            if deployment.status == "suspended" and form.severity.data in _suspending():
                 message += " " + _("%(name)s is suspended until the chair reinstates it.", name=deployment.name)
             flash(message, "success")
             return redirect(url_for("incidents.show", incident_id=incident.id), code=303)

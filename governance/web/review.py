@@ -13,7 +13,7 @@ from flask_login import login_required
 from sqlalchemy import and_, exists, false, or_, select
 
 from .. import queries
-from ..audit.gate import run_rows
+from ..audit.store import run_rows
 from ..committees import load_committee_rules
 from ..db import get_session, make_session_factory
 from ..dossier.charts import accuracy_chart

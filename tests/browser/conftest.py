@@ -86,7 +86,7 @@ def live_server(tmp_path: Path, database_url: str) -> Iterator[LiveServer]:
         thread.join(10)
         server.server_close()
         got_request_exception.disconnect(record, app)
-        from governance.audit import jobs
+        from governance import jobs
 
         jobs.wait(30)
         get_db(app).dispose()

@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import h11
@@ -28,6 +29,8 @@ class StubConfig:
     max_prompt_chars: int = 0  # 0: no limit
     seen: list[dict] = field(default_factory=list)
     record: bool = False
+    #: Answers a request body (e.g. an :class:`tests.support.oracle.Oracle` that knows the gold answers).
+    responder: Callable[[dict], str] | None = None
 
 
 def answer_for(body: dict, config: StubConfig) -> str:
@@ -142,7 +145,7 @@ class StubServer:
         if self.config.max_prompt_chars and len(prompt) > self.config.max_prompt_chars:
             return 400, {"error": {"message": "This model's maximum context length is 4096 tokens. However, you "
                                               f"requested {len(prompt)} tokens."}}
-        text = answer_for(payload, self.config)
+        text = self.config.responder(payload) if self.config.responder else answer_for(payload, self.config)
         choice: dict = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
         if payload.get("logprobs"):
             choice["logprobs"] = {"content": [{"token": text[:1], "logprob": -0.1,

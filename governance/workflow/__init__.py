@@ -12,43 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from .domain import SYSTEM, N_, Outcome, Pathway, Role, SuspensionCause, VoteMeaning, values
-
-
-class SubmissionState(StrEnum):
-    DRAFT = "draft"
-    SUBMITTED = "submitted"
-    SCREENING = "screening"
-    RETURNED = "returned"
-    CLASSIFIED = "classified"
-    AUDITING = "auditing"
-    HELD = "held"
-    IN_REVIEW = "in_review"
-    APPROVED = "approved"
-    APPROVED_WITH_CONDITIONS = "approved_with_conditions"
-    REVISIONS_REQUIRED = "revisions_required"
-    DEFERRED = "deferred"
-    DISAPPROVED = "disapproved"
-    WITHDRAWN = "withdrawn"
-
-
-class DeploymentStatus(StrEnum):
-    PENDING = "pending"  # registered, no approved version yet
-    ACTIVE = "active"
-    SUSPENDED = "suspended"
-    EXPIRED = "expired"
-    RETIRED = "retired"
-
+from ..domain import (OPEN_STATES, ROUTED_STATES, SYSTEM, TERMINAL_STATES, DeploymentStatus, N_, Outcome, Pathway,
+                      Role, SubmissionState, SuspensionCause, VoteMeaning, values)
 
 S = SubmissionState
 D = DeploymentStatus
-
-TERMINAL_STATES = frozenset({S.APPROVED, S.APPROVED_WITH_CONDITIONS, S.DISAPPROVED, S.WITHDRAWN})
-#: States in which a case is still being worked on (shown on dashboards as open).
-OPEN_STATES = frozenset(set(S) - TERMINAL_STATES)
-#: States in which a pathway must be set (enforced by a CHECK constraint too).
-ROUTED_STATES = frozenset({S.AUDITING, S.HELD, S.IN_REVIEW, S.APPROVED, S.APPROVED_WITH_CONDITIONS,
-                           S.REVISIONS_REQUIRED, S.DEFERRED, S.DISAPPROVED})
+__all__ = ["DEPLOYMENTS", "DECISION_OUTCOMES", "MACHINES", "OPEN_STATES", "ROUTED_STATES", "SUBMISSIONS",
+           "TERMINAL_STATES", "DeploymentStatus", "FieldSpec", "Machine", "SubmissionState", "Transition",
+           "graphviz_dot", "mermaid"]
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
 """Notifications: always in the app, and by e-mail over SMTP when the instance has an SMTP host.
 
 A notification with a ``dedupe_key`` is written at most once per person (a unique column), which is
-what makes each continuing-review reminder go out once however often the scheduler runs. E-mail is
-sent after the transaction commits; a message that could not be sent keeps ``emailed_at`` empty and is
-retried by the next scheduler tick.
+what makes each continuing-review reminder go out once however often the scheduler runs. E-mail is a job
+(``mail.send``) started after the transaction commits, so SMTP never runs inside a request; a message that
+could not be sent keeps ``emailed_at`` empty and is retried by the next scheduler tick.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from ..config import Settings
-from ..db import after_commit, make_session_factory
-from ..models import Notification, RoleAssignment, User, utcnow
+from . import jobs
+from .config import Settings
+from .db import make_session_factory
+from .models import Notification, RoleAssignment, User, utcnow
 
 log = logging.getLogger(__name__)
 #: E-mails not sent within this window are given up (the in-app notification stays).
@@ -53,8 +54,7 @@ def notify(session: Session, settings: Settings, recipients: Iterable[User | Non
         created.append(note)
     session.flush()
     if created and settings.smtp_host:
-        engine, ids = session.get_bind(), [note.id for note in created]
-        after_commit(session, lambda: send_emails(engine, settings, ids))
+        jobs.enqueue(session, settings, "mail.send", ids=[note.id for note in created])
     return created
 
 
@@ -90,7 +90,7 @@ def send_emails(engine: Engine, settings: Settings, ids: list[int] | None = None
                 if settings.smtp_starttls:
                     smtp.starttls()
                 if settings.smtp_username:
-                    smtp.login(settings.smtp_username, settings.smtp_password)
+                    smtp.login(settings.smtp_username, settings.smtp_password.get_secret_value())
                 for note, user in pending:
                     smtp.send_message(_message(settings, note, user))
                     sent.append(note.id)

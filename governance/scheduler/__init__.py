@@ -21,14 +21,20 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from .. import queries
+from .. import jobs, queries
+from ..audit.store import stale_runs
 from ..config import Settings
 from ..db import make_session_factory
-from ..domain import Role, SubmissionKind, SuspensionCause
+from ..domain import DeploymentStatus, Role, SuspensionCause
+from ..dossier.keys import SigningKeyError
+from ..errors import GovernanceError
 from ..models import AuditRun, Deployment, Submission, User, utcnow
-from ..workflow import OPEN_STATES, DeploymentStatus
-from .notify import notify, people_with_roles, send_emails
-from .policy import load_monitoring
+from ..monitoring.policy import load_monitoring
+from ..notify import notify, people_with_roles, send_emails
+from ..operations.cases import open_continuing_review
+from ..operations.dossiers import emit_pending, pending
+from ..operations.engine import fire
+from .reaudit import review_reaudit, start_reaudit, unreviewed_reaudits
 
 log = logging.getLogger(__name__)
 #: An audit without a heartbeat for this long is taken to have lost its worker and is resumed.
@@ -100,8 +106,6 @@ def tick(engine: Engine, settings: Settings, now: datetime | None = None) -> Tic
 
 def _each(session: Session, query, report: TickReport, work) -> None:
     """Run ``work`` per row, committing each alone; a refusal for one row is reported, not fatal."""
-    from ..operations.engine import GovernanceError
-
     for row in session.execute(query).scalars().all():
         try:
             work(row)
@@ -146,26 +150,15 @@ def _reminders(session: Session, settings: Settings, report: TickReport) -> None
 
 def _open_continuing_review(session: Session, settings: Settings, deployment: Deployment,
                             now: datetime) -> Submission:
-    """The deployment's open continuing-review case, opened in draft for its owner when there is none."""
-    from ..operations.cases import open_submission
-
-    existing = session.execute(select(Submission).where(
-        Submission.deployment_id == deployment.id, Submission.kind == SubmissionKind.CONTINUING,
-        Submission.state.in_([s.value for s in OPEN_STATES])).order_by(Submission.id.desc()).limit(1)).scalars().first()
-    if existing is not None:
-        return existing
-    version = queries.approved_version(session, deployment)
-    return open_submission(session, kind=SubmissionKind.CONTINUING.value, deployment=deployment,
-                           model_version=version, submitter=session.get(User, deployment.owner_id),
-                           title=f"{deployment.name} — continuing review due "
-                                 f"{deployment.continuing_review_due.isoformat()}",
-                           summary="Opened by the scheduler with the first reminder. Describe the use since "
-                                   "approval, incidents, changes and monitoring results, then submit.")
+    case, _new = open_continuing_review(
+        session, deployment, actor=None,
+        title=f"{deployment.name} — continuing review due {deployment.continuing_review_due.isoformat()}",
+        summary="Opened by the scheduler with the first reminder. Describe the use since approval, incidents, "
+                "changes and monitoring results, then submit.")
+    return case
 
 
 def _suspend_overdue(session: Session, settings: Settings, report: TickReport) -> None:
-    from ..operations.engine import fire
-
     today = report.now.date()
     query = select(Deployment).where(Deployment.status == DeploymentStatus.ACTIVE,
                                      Deployment.continuing_review_due.is_not(None),
@@ -183,8 +176,6 @@ def _suspend_overdue(session: Session, settings: Settings, report: TickReport) -
 
 
 def _expire_lapsed(session: Session, settings: Settings, report: TickReport) -> None:
-    from ..operations.engine import fire
-
     days = load_monitoring(settings.regulations_dir).continuing_review.expire_after_days
     query = select(Deployment).where(Deployment.status == DeploymentStatus.SUSPENDED).order_by(Deployment.id)
 
@@ -205,8 +196,6 @@ def _expire_lapsed(session: Session, settings: Settings, report: TickReport) -> 
 # --- re-audits -----------------------------------------------------------------------------------
 
 def _reaudits(session: Session, settings: Settings, report: TickReport) -> None:
-    from .reaudit import start_reaudit
-
     query = select(Deployment).where(Deployment.status == DeploymentStatus.ACTIVE,
                                      Deployment.approved_version_id.is_not(None),
                                      Deployment.next_reaudit_at.is_not(None),
@@ -216,8 +205,6 @@ def _reaudits(session: Session, settings: Settings, report: TickReport) -> None:
 
 
 def _review_reaudits(session: Session, settings: Settings, report: TickReport) -> None:
-    from .reaudit import review_reaudit, unreviewed_reaudits
-
     for run_id in unreviewed_reaudits(session):
         review = review_reaudit(session, settings, session.get(AuditRun, run_id))
         session.commit()
@@ -225,20 +212,14 @@ def _review_reaudits(session: Session, settings: Settings, report: TickReport) -
 
 
 def _resume_stalled(session: Session, settings: Settings, report: TickReport) -> None:
-    from ..audit.gate import stale_runs
-    from ..audit.jobs import dispatch, running
-
-    busy = set(running())
+    busy = set(jobs.running("audit.run"))
     for run_id in stale_runs(session, STALE_AUDIT_AFTER):
         if run_id not in busy:
-            dispatch(session.get_bind(), settings, run_id)
+            jobs.dispatch(session.get_bind(), settings, "audit.run", {"run_id": run_id}, key=run_id)
             report.resumed_audits.append(run_id)
 
 
 def _dossiers(session: Session, settings: Settings, report: TickReport) -> None:
-    from ..dossier.keys import SigningKeyError
-    from ..operations.dossiers import emit_pending, pending
-
     try:
         report.dossiers = len(emit_pending(session, settings))
     except SigningKeyError as exc:

@@ -7,7 +7,6 @@ served files are not the approved ones.
 
 from __future__ import annotations
 
-import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,17 +14,16 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from .. import eventlog, queries
-from ..audit.gate import backend_for
-from ..audit.items import load_items
 from ..audit.policy import select_policy
 from ..config import Settings
-from ..db import after_commit
-from ..domain import AuditStatus, IncidentSource, Role, SuspensionCause
+from ..domain import AuditStatus, DeploymentStatus, IncidentSource, Role, SuspensionCause
 from ..models import AuditRun, Deployment, ModelVersion, Submission, utcnow
-from ..workflow import DeploymentStatus
-from .integrity import check_served_model
-from .notify import notify, people_with_roles
-from .policy import load_monitoring
+from ..monitoring.integrity import check_served_model
+from ..monitoring.policy import load_monitoring
+from ..notify import notify, people_with_roles
+from ..operations.audits import new_audit_run
+from ..operations.engine import fire
+from ..operations.incidents import report_incident
 
 APPROVED_STATES = ("approved", "approved_with_conditions")
 
@@ -68,9 +66,6 @@ def start_reaudit(session: Session, settings: Settings, deployment: Deployment, 
 
     Returns what happened: ``{"integrity": ..., "run": id | None, "suspended": bool}``.
     """
-    from ..operations.engine import fire
-    from ..operations.incidents import report_incident
-
     version = queries.approved_version(session, deployment)
     interval = load_monitoring(settings.regulations_dir).reaudit
     deployment.next_reaudit_at = now + timedelta(days=interval.interval_days)
@@ -98,31 +93,15 @@ def start_reaudit(session: Session, settings: Settings, deployment: Deployment, 
         outcome["run"] = "already running"
         return outcome
     baseline = approved_baseline(session, version)
-    item_set = load_items(settings.audit_items)
     policy = _policy(session, settings, deployment, baseline)
-    policy["instance_demo_mode"] = settings.demo_mode
-    kind, model, base_url = backend_for(version)
-    run = AuditRun(submission_id=None, model_version_id=version.id, purpose="reaudit", backend=kind, model=model,
-                   base_url=base_url, demo=kind == "demo", policy=policy, items_source=item_set.source,
-                   item_set_digest=item_set.digest, seed=secrets.randbelow(2**31 - 1), lang=settings.audit_lang,
-                   frozen_at=now, items_total=len(item_set), baseline_run_id=baseline.id if baseline else None,
-                   created_at=now)
-    session.add(run)
-    session.flush()
+    run = new_audit_run(session, settings, version, purpose="reaudit", policy=policy, submission=None,
+                        baseline=baseline, actor=None, now=now)
     eventlog.append(session, "reaudit_started", actor=None, deployment_id=deployment.id, payload={
         "audit_run": run.id, "model_version": version.version_label, "weights_digest": version.weights_digest,
         "baseline_run": run.baseline_run_id, "policy_id": policy.get("id"), "item_set_digest": run.item_set_digest,
         "seed": run.seed}, occurred_at=now)
-    engine, run_id = session.get_bind(), run.id
-    after_commit(session, lambda: _dispatch(engine, settings, run_id))
     outcome["run"] = run.id
     return outcome
-
-
-def _dispatch(engine, settings: Settings, run_id: int) -> None:
-    from ..audit.jobs import dispatch
-
-    dispatch(engine, settings, run_id)
 
 
 def significant_regression(summary: dict[str, Any]) -> list[str]:
@@ -146,8 +125,6 @@ def significant_regression(summary: dict[str, Any]) -> list[str]:
 
 def review_reaudit(session: Session, settings: Settings, run: AuditRun, *, now: datetime | None = None) -> dict:
     """Judge a finished re-audit once: record it, and open an incident on a significant regression."""
-    from ..operations.incidents import report_incident
-
     summary = dict(run.summary or {})
     if run.purpose != "reaudit" or "monitoring" in summary or \
             run.status not in {AuditStatus.COMPLETED, AuditStatus.FAILED}:

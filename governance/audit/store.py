@@ -1,0 +1,72 @@
+"""Item results as rows of ``audit_item_result``: the database store a gate audit writes in batches, and
+the read queries pages, dossiers and the scheduler share."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from ..db import make_session_factory
+from ..domain import AuditStatus
+from ..models import AuditItemResult, AuditRun, utcnow
+
+ROW_FIELDS = ("item_id", "dimension", "item_type", "gold", "answer", "correct", "valid", "refused", "expected_behavior",
+              "raw_output", "logprobs", "prompt_tokens", "completion_tokens", "latency_ms", "error")
+
+
+class DatabaseStore:
+    """Item results of one run; each batch commits on its own (a killed run loses at most one batch)."""
+
+    def __init__(self, engine: Engine, run_id: int):
+        self.factory = make_session_factory(engine)
+        self.run_id = run_id
+        self.dialect = engine.dialect.name
+
+    def done_ids(self) -> set[str]:
+        with self.factory() as session:
+            return set(session.execute(select(AuditItemResult.item_id)
+                                       .where(AuditItemResult.run_id == self.run_id)).scalars())
+
+    def save(self, rows: list[dict[str, Any]]) -> None:
+        insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
+        values = [{"run_id": self.run_id, "created_at": utcnow(), **{k: row.get(k) for k in ROW_FIELDS}}
+                  for row in rows]
+        for value in values:
+            value["error"] = value["error"] or ""
+        with self.factory() as session:
+            session.execute(insert(AuditItemResult).values(values).on_conflict_do_nothing(
+                index_elements=["run_id", "item_id"]))
+            done = session.execute(select(func.count(AuditItemResult.id))
+                                   .where(AuditItemResult.run_id == self.run_id)).scalar_one()
+            session.execute(update(AuditRun).where(AuditRun.id == self.run_id)
+                            .values(items_done=done, heartbeat_at=utcnow()))
+            session.commit()
+
+    def rows(self) -> list[dict[str, Any]]:
+        return run_rows(self.factory, self.run_id)
+
+    def cancelled(self) -> bool:
+        with self.factory() as session:
+            return bool(session.execute(select(AuditRun.cancel_requested).where(AuditRun.id == self.run_id)).scalar())
+
+
+def run_rows(factory, run_id: int) -> list[dict[str, Any]]:
+    """A run's item results in item-id order (statistics depend on the order: it is fixed)."""
+    with factory() as session:
+        results = session.execute(select(AuditItemResult).where(AuditItemResult.run_id == run_id)
+                                  .order_by(AuditItemResult.item_id)).scalars().all()
+        return [{k: getattr(r, k) for k in ROW_FIELDS} for r in results]
+
+
+def stale_runs(session: Session, older_than: timedelta, now: datetime | None = None) -> list[int]:
+    """Queued or running audits whose worker stopped (no heartbeat for ``older_than``)."""
+    cutoff = (now or utcnow()) - older_than
+    return list(session.execute(select(AuditRun.id).where(
+        AuditRun.status.in_([AuditStatus.QUEUED, AuditStatus.RUNNING]),
+        func.coalesce(AuditRun.heartbeat_at, AuditRun.created_at) < cutoff)).scalars())
