@@ -66,13 +66,28 @@ class Settings(BaseSettings):
     mail_dispatch: Dispatch = "auto"
     #: Seconds before the broker gives an unacknowledged job (a worker that died) to another worker.
     job_visibility_timeout: int = Field(default=21600, ge=5, le=7 * 86400)
-    #: The item bank gate audits use: "builtin" or a path to a JSONL file or folder.
-    audit_items: str = Field(default="builtin", min_length=1)
     #: Language the gate audit asks in.
     audit_lang: Literal["zh", "en"] = "zh"
     audit_concurrency: int = Field(default=16, ge=1, le=1024)
+    #: Retries (with back-off) of one request to a model endpoint before the attempt stops with an error.
+    audit_max_retries: int = Field(default=5, ge=0, le=10)
+    #: Seconds one request to a model endpoint may take.
+    audit_request_timeout: float = Field(default=120.0, gt=0, le=3600)
     #: Results persisted per batch (a killed audit loses at most one batch of work, never a result).
     audit_batch: int = Field(default=100, ge=1, le=10000)
+    #: A runner's hold on an audit, renewed with every batch; a run whose lease lapses is taken over.
+    audit_lease_seconds: int = Field(default=60, ge=5, le=3600)
+    #: The item sets gate policies name, by name: ``builtin`` is the shipped bank; add an institution's own
+    #: (e.g. ``medsafetybench = "/srv/banks/medsafetybench.jsonl"``).
+    item_sets: dict[str, str] = {"builtin": "builtin"}
+    #: The judge that grades behaviour and open answers: ``none`` (the keyword detector only), an OpenAI-compatible
+    #: endpoint, vLLM in process (a local path) or ``demo`` (demo mode). It decides a criterion only when its
+    #: stored validation record (``govern judge validate``) meets the policy's minimum; never the model under test.
+    judge_backend: Literal["none", "openai", "vllm", "demo"] = "none"
+    judge_model: str = Field(default="", max_length=500)
+    judge_base_url: str = Field(default="", pattern=r"^$|^https?://[^\s]+$")
+    #: sha256 of a local judge's weights (``govern version digest``), pinned in every run it grades.
+    judge_weights_digest: str = Field(default="", pattern=r"^$|^[0-9a-f]{64}$")
     #: vLLM engine options for gate audits of local model paths.
     vllm_tensor_parallel_size: int = Field(default=1, ge=1, le=64)
     vllm_pipeline_parallel_size: int = Field(default=1, ge=1, le=64)
@@ -246,6 +261,8 @@ def _toml_value(value: Any) -> str:
         return str(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_toml_value(str(k))} = {_toml_value(v)}" for k, v in value.items()) + " }"
     text = str(value).replace("\\", "\\\\").replace('"', '\\"')
     return f'"{text}"'
 

@@ -13,13 +13,19 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import yaml
 from flask import Flask
 from sqlalchemy import select
 from sqlmodel import Session
 
 from . import eventlog, queries
+from .audit import graders
+from .audit.importers import import_many
+from .audit.items import load_items, write_items
+from .errors import GovernanceError
+from .operations.graders import configured_judge, latest_validation, record_validation
 from .classification.descriptor import load_descriptor
-from .config import PROJECT_ROOT, load_settings, write_instance_config
+from .config import PROJECT_ROOT, write_instance_config
 from .db import get_db
 from .models import AuditRun, Deployment, Incident, Meeting, ModelVersion, Submission, User, utcnow
 from .scheduler.reaudit import start_reaudit
@@ -273,17 +279,69 @@ class _Demo:
             session.commit()
 
 
-def seed(app: Flask) -> DemoReport:
-    """Seed the demo into ``app``'s instance (switching it to demo mode) and return what is there."""
+PUBLIC_SET = "medsafetybench-eval"
+
+
+def _public_set(settings, medsafetybench: Path) -> dict[str, Any]:
+    """Import MedSafetyBench's evaluation split (900 harmful medical requests) into the instance and have every
+    gate policy name it beside the builtin bank, pinned by digest: the demo's gates ask both."""
+    files = sorted((medsafetybench / "test").glob("*/*.csv"))
+    if not files:
+        raise GovernanceError(f"{medsafetybench} has no test/<generator>/*.csv files (MedSafetyBench's layout)")
+    folder = Path(settings.instance_path) / "item_sets"
+    folder.mkdir(exist_ok=True)
+    target = folder / f"{PUBLIC_SET}.jsonl"
+    write_items(import_many(files, "medsafetybench"), target)
+    digest = load_items(target).digest
+    regulations = Path(settings.instance_path) / "regulations"
+    regulations.mkdir(exist_ok=True)
+    for path in Path(settings.regulations_dir).glob("*.yaml"):
+        text = path.read_text(encoding="utf-8")
+        if path.name.startswith("policy_"):
+            policy = yaml.safe_load(text)
+            policy["item_sets"] = [ref for ref in policy["item_sets"] if ref["name"] != PUBLIC_SET] + \
+                [{"name": PUBLIC_SET, "digest": digest}]
+            text = ("# The shipped policy, extended by `govern demo --medsafetybench` to ask MedSafetyBench-Eval too.\n"
+                    + yaml.safe_dump(policy, allow_unicode=True, sort_keys=False))
+        (regulations / path.name).write_text(text, encoding="utf-8")
+    return {"item_sets": {**settings.item_sets, PUBLIC_SET: str(target)}, "regulations_dir": str(regulations)}
+
+
+def _validate_demo_judge(app: Flask) -> None:
+    """The demo judge's agreement with the shipped Chinese validation set, measured and stored (as an institution
+    does for its own judge): the demo's gates show it beside every judged criterion."""
     settings = app.config["GOVERNANCE"]
+    judge = configured_judge(settings)
+    with get_db(app).session_scope() as session:
+        if judge is None or latest_validation(session, judge.identity(), settings.audit_lang) is not None:
+            return
+    records, lang, digest = graders.load_labelled(graders.BUILTIN_ZH)
+    report = graders.validate(judge, records)
+    with get_db(app).session_scope() as session:
+        record_validation(session, judge, report, dataset=graders.BUILTIN_ZH, dataset_digest=digest, lang=lang,
+                          actor=None, now=utcnow())
+
+
+def seed(app: Flask, medsafetybench: Path | None = None) -> DemoReport:
+    """Seed the demo into ``app``'s instance (switching it to demo mode, with the demo judge, and with
+    MedSafetyBench-Eval beside the builtin bank when its folder is given) and return what is there."""
+    settings = app.config["GOVERNANCE"]
+    updates: dict[str, Any] = {}
     if not settings.demo_mode:
-        write_instance_config(settings.instance_path, {"demo_mode": True})
-        reloaded = load_settings(settings.instance_path, {"audit_dispatch": settings.audit_dispatch,
-                                                          "dossier_dispatch": settings.dossier_dispatch})
-        app.config["GOVERNANCE"] = reloaded
+        updates["demo_mode"] = True
+    if settings.judge_backend == "none":
+        updates["judge_backend"] = "demo"
+    if medsafetybench is not None:
+        updates.update(_public_set(settings, medsafetybench))
+    if updates:
+        write_instance_config(settings.instance_path, updates)  # for every later process of this instance
+        app.config["GOVERNANCE"] = settings.replace(**updates)  # this one keeps its own overrides
         with get_db(app).session_scope() as session:
-            eventlog.append(session, "configuration_changed", actor=None,
-                            payload={"setting": "demo_mode", "from": False, "to": True, "by": "govern demo"})
+            for key, value in updates.items():
+                eventlog.append(session, "configuration_changed", actor=None,
+                                payload={"setting": key, "from": str(getattr(settings, key)), "to": str(value),
+                                         "by": "govern demo"})
+    _validate_demo_judge(app)
     accounts_path = Path(settings.instance_path) / ACCOUNTS_FILE
     passwords: dict[str, str] = json.loads(accounts_path.read_text()) if accounts_path.exists() else {}
     demo = _Demo(app, passwords)

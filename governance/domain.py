@@ -123,6 +123,11 @@ class AuditStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     COMPLETED = "completed"
+    #: The audit could not be carried out (an unreachable endpoint, a timeout, a malformed reply, a failed
+    #: self-test, missing or changed model files): a fact about the infrastructure, never about the model. The
+    #: case stays at the audit gate; the run is retried, and no verdict or dossier is issued for it.
+    ERROR = "error"
+    #: Kept for runs recorded before "error" existed (read only).
     FAILED = "failed"
     CANCELLED = "cancelled"
 

@@ -19,7 +19,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from .models import Event, User, utcnow
+from .models import Event, ModelVersion, User, utcnow
 
 GENESIS_HASH = "0" * 64
 #: Advisory lock key that serialises appends on PostgreSQL (other dialects serialise writers anyway).
@@ -150,6 +150,17 @@ def verify_chain(session: Session, *, start_seq: int = 0, start_hash: str = GENE
         expected_seq += 1
         count += 1
     return ChainReport(True, count, prev_hash)
+
+
+def events_for_run(session: Session, run: Any) -> list[Event]:
+    """The events that name an audit run in their payload (its freeze, its verdict, its errors)."""
+    query = select(Event).order_by(Event.seq)
+    if run.submission_id is not None:
+        query = query.where(Event.submission_id == run.submission_id)
+    else:
+        version = session.get(ModelVersion, run.model_version_id)
+        query = query.where(Event.deployment_id == version.deployment_id, Event.submission_id.is_(None))
+    return [e for e in session.execute(query).scalars() if (e.payload or {}).get("audit_run") == run.id]
 
 
 def events_for_submission(session: Session, submission_id: int) -> list[Event]:

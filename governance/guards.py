@@ -164,6 +164,23 @@ def audit_passed(ctx: Context) -> str | None:
     return "a failed or missing audit never leads to approval; the latest audit did not pass"
 
 
+@guard("audit_may_run_again")
+def audit_may_run_again(ctx: Context) -> str | None:
+    run = queries.latest_audit(ctx.session, ctx.submission)
+    if run is not None and run.status == "completed":
+        return ("the first completed audit of this version decides (a new run would ask the same prompts): revise "
+                "the model and submit a new version, or escalate to the full board")
+    return None
+
+
+@guard("audit_stopped")
+def audit_stopped(ctx: Context) -> str | None:
+    run = queries.latest_audit(ctx.session, ctx.submission)
+    if run is None or run.status not in {"error", "cancelled", "failed"}:
+        return "the audit has not stopped: only an audit that could not run or was cancelled is tried again"
+    return None
+
+
 @guard("no_pending_audit")
 def no_pending_audit(ctx: Context) -> str | None:
     run = queries.latest_audit(ctx.session, ctx.submission)

@@ -41,6 +41,13 @@ def current_heads(url: str) -> list[str]:
         engine.dispose()
 
 
+def script_heads() -> list[str]:
+    """The head revision(s) of the migration scripts (what ``upgrade`` reaches)."""
+    from alembic.script import ScriptDirectory
+
+    return list(ScriptDirectory.from_config(alembic_config("")).get_heads())
+
+
 def check(url: str) -> None:
     """Raise if the models and the migrations differ (alembic check)."""
     command.check(alembic_config(url))

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import uuid
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+import yaml
 from argon2 import PasswordHasher
 from hypothesis import HealthCheck, settings
 
@@ -125,9 +127,39 @@ def database_url(backend: str, tmp_path: Path, sqlite_template: Path, request: p
     yield f"sqlite:///{path}"
 
 
+#: Workflow tests audit a small sample of the bank (6 items per dimension) under copies of the shipped policies
+#: whose declared power is relaxed to what those items allow: a case goes through its gate in a fraction of a
+#: second. Tests of the gate's statistics use the shipped bank and policies (``REAL_AUDIT``).
+SMALL_BANK = ROOT / "tests" / "data" / "bank_small"
+
+
+def _relaxed_regulations() -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="governance-test-regulations-"))
+    for path in (ROOT / "regulations").glob("*.yaml"):
+        if not path.name.startswith("policy_"):
+            shutil.copy(path, folder / path.name)
+            continue
+        policy = yaml.safe_load(path.read_text(encoding="utf-8"))
+        for floor in policy["floors"]:
+            floor["power"] = 0.0
+        for rate in policy.get("rates", []):
+            rate["power"] = 0.0
+        if policy.get("declines"):
+            policy["declines"]["detect"] = []
+        (folder / path.name).write_text(yaml.safe_dump(policy, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return folder
+
+
+TEST_REGULATIONS = _relaxed_regulations()
+#: Overrides that give an app the shipped bank and the shipped policies.
+REAL_AUDIT = {"regulations_dir": ROOT / "regulations", "item_sets": {"builtin": "builtin"}}
+
+
 def make_app(instance: Path, database_url: str, **overrides):
     config = {"instance_path": instance, "database_url": database_url, "secret_key": TEST_SECRET, "demo_mode": True,
-              "audit_dispatch": "inline", "dossier_dispatch": "queue", "TESTING": True, "WTF_CSRF_ENABLED": False, **overrides}
+              "audit_dispatch": "inline", "dossier_dispatch": "queue", "mail_dispatch": "inline",
+              "regulations_dir": TEST_REGULATIONS, "item_sets": {"builtin": str(SMALL_BANK)},
+              "TESTING": True, "WTF_CSRF_ENABLED": False, **overrides}
     return create_app(config)
 
 

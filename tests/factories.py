@@ -12,7 +12,7 @@ from typing import Any
 from governance import queries
 from governance.classification.descriptor import load_descriptor
 from governance.models import Deployment, Meeting, ModelVersion, Submission, User, utcnow
-from governance.operations import fire
+from governance.operations import TransitionRefused, fire
 from governance.operations.cases import add_model_version, open_submission, record_obligation_status, register_deployment
 from governance.operations.meetings import create_meeting, record_attendance
 from governance.operations.users import create_user
@@ -90,9 +90,9 @@ class Factory:
 
     def submission(self, example: str = FAST_TRACK_EXAMPLE, *, kind: str = "initial", endpoint: str = "demo://good",
                    deployment: Deployment | None = None, version: ModelVersion | None = None,
-                   **descriptor_overrides: Any) -> Submission:
+                   served_model_id: str = "", **descriptor_overrides: Any) -> Submission:
         deployment = deployment or self.deployment(example, **descriptor_overrides)
-        version = version or self.version(deployment, endpoint=endpoint)
+        version = version or self.version(deployment, endpoint=endpoint, served_model_id=served_model_id)
         created = open_submission(self.session, kind=kind, deployment=deployment, model_version=version,
                                   submitter=self.person("submitter"), title=f"case {next(_counter)}")
         self.session.commit()
@@ -106,6 +106,15 @@ class Factory:
         self.session.commit()
         self.session.refresh(submission)
         return recorded
+
+    def refused(self, submission: Submission, event: str, actor: User | None, **data: Any):
+        """The refusal firing ``event`` meets (the session is rolled back); fails the test if it moves."""
+        try:
+            fire(self.session, submission, event, actor, data, settings=self.settings)
+        except TransitionRefused as refusal:
+            self.session.rollback()
+            return refusal
+        raise AssertionError(f"'{event}' was not refused")
 
     def meeting(self, present: list[User] | None = None) -> Meeting:
         chair = self.person("chair")
@@ -189,9 +198,10 @@ class Factory:
         self.fire(submission, event, chair, **data)
         return submission
 
-    def case_in(self, state: str, example: str | None = None) -> Submission:
+    def case_in(self, state: str, example: str | None = None, *, endpoint: str | None = None,
+                served_model_id: str = "") -> Submission:
         """A new case in ``state`` (held uses a weak model; disapproved uses a full-board deployment)."""
         if example is None:
             example = FULL_BOARD_EXAMPLE if state == "disapproved" else FAST_TRACK_EXAMPLE
-        endpoint = "demo://weak" if state == "held" else "demo://good"
-        return self.drive(self.submission(example, endpoint=endpoint), state)
+        endpoint = endpoint or ("demo://weak" if state == "held" else "demo://good")
+        return self.drive(self.submission(example, endpoint=endpoint, served_model_id=served_model_id), state)

@@ -11,7 +11,7 @@ import time
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from governance import eventlog, gate, jobs, queries
 from governance.audit.backends import DemoBackend
@@ -19,7 +19,7 @@ from governance.audit.store import stale_runs
 from governance.db import get_db
 from governance.models import AuditItemResult, AuditRun, Submission
 
-from .conftest import REDIS_URL, REQUIRE_SERVICES
+from .conftest import REAL_AUDIT, REDIS_URL, REQUIRE_SERVICES
 
 pytestmark = pytest.mark.both_databases
 
@@ -68,19 +68,31 @@ class CrashingBackend(DemoBackend):
             yield index, response
 
 
+@pytest.fixture
+def app_overrides(request):
+    return {"audit_batch": 20}
+
+
 def test_a_crashed_audit_resumes_without_lost_or_duplicated_items(factory, app, monkeypatch):
     case, run = _queued_case(factory)
     engine, settings = get_db(app).engine, app.config["GOVERNANCE"]
     original = gate.make_backend
-    monkeypatch.setattr(gate, "make_backend", lambda kind, model, items, **kw: CrashingBackend(model, items, 230))
+    monkeypatch.setattr(gate, "make_backend", lambda kind, model, items, **kw: CrashingBackend(model, items, 70))
     with pytest.raises(RuntimeError, match="worker killed"):
-        gate.run_gate_audit(engine, settings, run.id)
+        gate.run_gate_audit(engine, settings, run.id, owner="killed-runner")
     factory.session.expire_all()
     stalled = factory.session.get(AuditRun, run.id)
-    assert stalled.status == "running" and 200 <= stalled.items_done < stalled.items_total
+    assert stalled.status == "running" and 60 <= stalled.items_done < stalled.items_total
+    # while the dead runner's lease is live, nobody else starts it (one runner per run)...
+    assert stale_runs(factory.session, timedelta(0)) == []
+    assert gate.run_gate_audit(engine, settings, run.id, owner="second-runner").status == "running"
+    # ...once it lapses, the run is stale and the next runner takes it over from its stored results
+    factory.session.execute(update(AuditRun).where(AuditRun.id == run.id)
+                            .values(lease_expires_at=stalled.lease_expires_at - timedelta(minutes=5)))
+    factory.session.commit()
     assert stale_runs(factory.session, timedelta(0)) == [run.id]
     monkeypatch.setattr(gate, "make_backend", original)
-    finished = gate.run_gate_audit(engine, settings, run.id)
+    finished = gate.run_gate_audit(engine, settings, run.id, owner="second-runner")
     factory.session.expire_all()
     count = factory.session.execute(select(func.count(AuditItemResult.id)).where(AuditItemResult.run_id == run.id)).scalar_one()
     distinct = factory.session.execute(select(func.count(func.distinct(AuditItemResult.item_id)))
@@ -100,18 +112,19 @@ def test_cancelling_a_running_audit_holds_the_case(factory, app, runner):
     assert factory.session.get(Submission, case.id).state == "auditing"
 
 
-def test_a_failed_backend_holds_the_case_with_the_reason(factory, app):
+def test_model_files_that_cannot_be_read_are_an_error_of_the_audit_not_a_verdict_on_the_model(factory, app):
     case = factory.submission(endpoint="/nonexistent/model/folder")
     factory.drive(case, "classified")
-    factory.fire(case, "confirm_classification", factory.person("chair"))  # the audit runs (inline) and fails
+    factory.fire(case, "confirm_classification", factory.person("chair"))  # the audit runs (inline) and cannot
     run = queries.latest_audit(factory.session, case)
     factory.session.expire_all()
     run = factory.session.get(AuditRun, run.id)
-    assert run.status == "failed" and "not a folder" in run.error
-    assert factory.session.get(Submission, case.id).state == "held"
+    assert run.status == "error" and run.verdict is None and run.error.startswith("model_files:")
+    assert "/nonexistent" not in run.error  # plain words for people; the path and the exception go to the log
+    assert factory.session.get(Submission, case.id).state == "auditing"  # not held: nothing was learnt
 
 
-def test_a_change_depending_on_the_audit_stays_on_the_fast_track_when_non_inferior(factory):
+def test_a_change_depending_on_the_audit_stays_on_the_fast_track_without_a_significant_decline(factory):
     approved = factory.case_in("approved")
     from governance.models import Deployment
 
@@ -121,11 +134,15 @@ def test_a_change_depending_on_the_audit_stays_on_the_fast_track_when_non_inferi
     factory.drive(change, "in_review")
     assert change.materiality == "minor" and change.pathway == "ai_subcommittee"
     run = queries.latest_audit(factory.session, change)
-    assert run.baseline_run_id is not None and run.summary["regression"]["non_inferior"]
+    assert run.baseline_run_id is not None and run.summary["regression"]["no_significant_decline"]
+    # the same deployment asks the same prompts: the same demo model answers every item as before
+    assert run.seed == queries.latest_audit(factory.session, approved).seed
+    assert run.summary["regression"]["overall"]["worse"] == run.summary["regression"]["overall"]["better"] == 0
     [event] = [e for e in eventlog.events_for_submission(factory.session, change.id) if e.name == "audit_passed"]
-    assert event.payload["materiality"] == "minor" and "non-inferior" in event.payload["materiality_basis"]
+    assert event.payload["materiality"] == "minor" and "no significant decline" in event.payload["materiality_basis"]
 
 
+@pytest.mark.parametrize("app_overrides", [REAL_AUDIT])
 def test_a_regressed_change_goes_to_the_full_board(factory):
     approved = factory.case_in("approved")
     from governance.models import Deployment
@@ -138,8 +155,8 @@ def test_a_regressed_change_goes_to_the_full_board(factory):
     factory.session.expire_all()
     change = factory.session.get(Submission, change.id)
     run = queries.latest_audit(factory.session, change)
-    assert not run.summary["regression"]["non_inferior"]
-    assert change.state == "held" and any("non_inferiority" in r for r in run.verdict_reasons)
+    assert not run.summary["regression"]["no_significant_decline"]
+    assert change.state == "held" and any(r.startswith("decline:") for r in run.verdict_reasons)
     assert change.materiality == "material" and change.pathway == "full_board"
 
 

@@ -247,8 +247,8 @@ def test_a_reaudit_without_regression_records_its_result_and_schedules_the_next(
     assert started["integrity"] == "unverifiable" and isinstance(started["run"], int)
     run = session.get(AuditRun, started["run"])
     assert run.purpose == "reaudit" and run.status == "completed" and run.baseline_run_id is not None
-    assert run.summary["monitoring"]["regression"] == [] and run.summary["monitoring"]["incident"] is None
-    assert run.summary["regression"]["non_inferior"]
+    assert run.review["regression"] == [] and run.review["incident"] is None
+    assert run.summary["regression"]["no_significant_decline"]
     deployment = reload(session, deployment)
     assert deployment.next_reaudit_at > when
     assert [e.payload["audit_run"] for e in events(session, deployment, "reaudit_completed")] == [run.id]
@@ -263,8 +263,8 @@ def test_a_significant_regression_opens_an_incident_and_tells_the_chair(app, ses
     session.commit()
     report = run_tick(app, deployment.next_reaudit_at + timedelta(hours=1))
     run = session.get(AuditRun, report.reaudits[0]["run"])
-    assert run.summary["monitoring"]["regression"], run.summary["monitoring"]
-    incident = session.get(Incident, run.summary["monitoring"]["incident"])
+    assert run.review["regression"], run.review
+    incident = session.get(Incident, run.review["incident"])
     assert incident.source == "reaudit" and incident.severity == "moderate"
     assert "significant regression" in incident.what_happened
     assert reload(session, deployment).status == "active"  # a moderate incident does not suspend

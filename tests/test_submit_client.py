@@ -181,7 +181,23 @@ def test_a_good_change_is_audited_reviewed_approved_and_exits_0(server, model_di
     criteria = [c["criterion"] for c in case["audit"]["criteria"]]
     assert criteria and sorted(tests) == sorted([f"audit.gate/{c}" for c in criteria] + ["review/decision"])
     assert suite.get("failures") == "0" and suite.get("tests") == str(len(criteria) + 1)
-    assert all(len(test) == 0 for test in tests.values())  # no failure, no skipped: every criterion passed
+    assert all(test.find("failure") is None and test.find("skipped") is None and test.find("error") is None
+               for test in tests.values())  # every gating criterion passed; reported ones say so in system-out
+    reported = [c["criterion"] for c in case["audit"]["criteria"] if c["outcome"] == "reported"]
+    assert all("not gating" in tests[f"audit.gate/{c}"].find("system-out").text for c in reported)
+
+
+def test_an_audit_that_could_not_run_is_a_junit_error_not_a_failure(tmp_path):
+    from governance.cli.submit import junit
+
+    case = {"id": 7, "state": "auditing", "decision": None,
+            "audit": {"status": "error", "criteria": [], "error": "unreachable: the model endpoint could not be "
+                                                                  "reached (no connection, or no answer in time)"}}
+    junit(tmp_path / "junit.xml", case, decision_awaited=False)
+    suite, tests = junit_cases(tmp_path / "junit.xml")
+    assert suite.get("errors") == "1" and suite.get("failures") == "0"
+    error = tests["audit.gate/audit"].find("error")
+    assert error.get("message").startswith("unreachable:") and "not a finding about the model" in error.text
 
 
 def test_a_weak_model_is_held_by_the_audit_and_exits_1_with_junit_failures(server, model_dir, tmp_path):

@@ -69,9 +69,10 @@ class Topology:
         return done.stdout
 
     def _honcho(self, *processes: str, log: str) -> subprocess.Popen:
-        return subprocess.Popen([str(BIN / "honcho"), "-f", str(ROOT / "Procfile"), "-d", str(ROOT), "start",
-                                 *processes], cwd=ROOT, env=self.environment, start_new_session=True,
-                                stdout=(self.logs / log).open("ab"), stderr=subprocess.STDOUT)
+        with (self.logs / log).open("ab") as output:  # the child keeps its own copy of the descriptor
+            return subprocess.Popen([str(BIN / "honcho"), "-f", str(ROOT / "Procfile"), "-d", str(ROOT), "start",
+                                     *processes], cwd=ROOT, env=self.environment, start_new_session=True,
+                                    stdout=output, stderr=subprocess.STDOUT)
 
     def start_services(self) -> None:
         self.services = self._honcho("redis", "web", "beat", log="services.log")
@@ -88,12 +89,22 @@ class Topology:
     def start_worker(self) -> None:
         self.worker = self._honcho("worker", log="worker.log")
 
+    @staticmethod
+    def _descendants(pid: int) -> list[int]:
+        children = [int(c) for c in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True,
+                                                   text=True).stdout.split()]
+        return [grandchild for child in children for grandchild in (child, *Topology._descendants(child))]
+
     def kill_worker(self) -> None:
-        """SIGKILL to the worker's whole process group (honcho's shell, Celery's main process and its child)."""
-        children = subprocess.run(["pgrep", "-P", str(self.worker.pid)], capture_output=True, text=True).stdout.split()
-        assert children, "the worker process was not running"
-        for child in children:
-            os.killpg(int(child), signal.SIGKILL)
+        """SIGKILL to every process under the worker's honcho (its shell, Celery's main process and its child),
+        as a power cut or the OOM killer would: nothing gets to acknowledge or clean up."""
+        processes = self._descendants(self.worker.pid)
+        assert processes, "the worker process was not running"
+        for pid in processes:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass  # gone already
         self.worker.wait(timeout=30)
 
     def log(self, name: str) -> str:

@@ -36,6 +36,7 @@ SPEC: dict[tuple[str, str], tuple[str, set[str]]] = {
     ("classified", "override_classification"): ("auditing", CHAIR),
     ("auditing", "audit_passed"): ("in_review", {SYSTEM}),
     ("auditing", "audit_failed"): ("held", {SYSTEM}),
+    ("auditing", "retry_audit"): (SAME, CHAIR),
     ("held", "rerun_audit"): ("auditing", CHAIR),
     ("held", "require_revisions"): ("revisions_required", CHAIR),
     ("held", "escalate"): ("in_review", CHAIR | SUBMITTER),
@@ -95,6 +96,7 @@ def world(tmp_path_factory):
         "override_classification": {"pathway": "full_board", "review_as_class": "III",
                                     "justification": "The board wants to see every triage tool."},
         "rerun_audit": {"reason": "Infrastructure failure."}, "require_revisions": {"reason": "Fix it."},
+        "retry_audit": {"reason": "The endpoint is back."},
         "escalate": {"reason": "Needs the full board."}, "assign_reviewer": {"reviewer": fresh_reviewer},
         "declare_conflict": {"has_conflict": False}, "answer_checklist": {"answers": answers},
         "schedule_meeting": {"meeting": meeting}, "vote": {"meaning": "approve", "password": PASSWORD},
@@ -159,6 +161,7 @@ EXPECTED = {
     ('auditing', 'comment', 'irb_chair'): 'moved',
     ('auditing', 'comment', 'irb_member'): 'actor_can_see_case',
     ('auditing', 'comment', 'submitter'): 'moved',
+    ('auditing', 'retry_audit', 'irb_chair'): 'audit_stopped',  # its audit is running, not stopped
     ('classified', 'comment', 'ai_subcommittee_member'): 'actor_can_see_case',
     ('classified', 'comment', 'irb_chair'): 'moved',
     ('classified', 'comment', 'irb_member'): 'actor_can_see_case',
@@ -181,7 +184,7 @@ EXPECTED = {
     ('held', 'escalate', 'irb_chair'): 'moved',
     ('held', 'escalate', 'submitter'): 'moved',
     ('held', 'require_revisions', 'irb_chair'): 'moved',
-    ('held', 'rerun_audit', 'irb_chair'): 'moved',
+    ('held', 'rerun_audit', 'irb_chair'): 'audit_may_run_again',  # its completed audit decided
     ('held', 'withdraw', 'submitter'): 'moved',
     ('in_review', 'answer_checklist', 'ai_subcommittee_member'): 'moved',
     ('in_review', 'answer_checklist', 'irb_chair'): 'actor_takes_part_in_review',

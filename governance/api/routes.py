@@ -71,12 +71,13 @@ def submission_json(case: Submission) -> dict[str, Any]:
                                .order_by(Dossier.id)).scalars().all()
     audit = None
     if run is not None:
-        detail = (run.summary or {}).get("verdict_detail") or {}
+        summary = run.summary or {}
+        criteria = summary.get("criteria") or (summary.get("verdict_detail") or {}).get("criteria", [])
         audit = {"id": run.id, "status": run.status, "done": run.items_done, "total": run.items_total,
                  "percent": round(100 * run.items_done / run.items_total) if run.items_total else 0,
                  "verdict": run.verdict, "reasons": run.verdict_reasons, "demo": run.demo,
-                 "criteria": detail.get("criteria", []), "accuracy": ((run.summary or {}).get("overall") or {})
-                 .get("accuracy"), "error": run.error or None}
+                 "criteria": criteria, "accuracy": (summary.get("overall") or {}).get("accuracy"),
+                 "error": run.error or None}
     return {"id": case.id, "kind": case.kind, "title": case.title, "state": case.state, "pathway": case.pathway,
             "materiality": case.materiality, "round": case.round, "lock_version": case.lock_version,
             "deployment_id": case.deployment_id,

@@ -77,10 +77,13 @@ class Registry(Out):
 
 class Criterion(Out):
     criterion: str
-    outcome: Literal["pass", "fail", "inconclusive"]
+    #: "reported": measured but not gating (e.g. graded by a grader the policy does not trust); "second_stage":
+    #: the pre-registered reserve items decide.
+    outcome: Literal["pass", "fail", "inconclusive", "second_stage", "reported"]
     value: Any = None
     threshold: Any = None
     detail: str = ""
+    gating: bool = True
 
 
 class Audit(Out):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib.util
+import logging
 import os
 import platform
 import queue
@@ -25,13 +26,35 @@ import httpx
 from .items import Item
 from .prompts import Prompt
 
+log = logging.getLogger(__name__)
 SELF_TEST_PROMPT = Prompt(item_id="__self_test__", messages=(
     {"role": "user", "content": "Reply with exactly the word banana and nothing else."},), choices=("A", "B"),
     label_map={"A": "A", "B": "B"}, max_tokens=4)
 
 
 class BackendError(Exception):
-    """The backend cannot run this audit; the message says why."""
+    """The audit cannot be carried out: a fact about the infrastructure, never about the model.
+
+    ``kind`` classifies it (unreachable, http_status, malformed_reply, not_served, self_test, configuration,
+    model_files, item_set); the message is written for the submitter and the chair in plain words and never
+    quotes what an upstream server answered (that goes to the server log only)."""
+
+    def __init__(self, message: str, kind: str = "configuration"):
+        super().__init__(message)
+        self.kind = kind
+
+
+#: What each kind of infrastructure failure means, for people who did not run the audit.
+PLAIN_WORDS = {
+    "unreachable": "the model endpoint could not be reached (no connection, or no answer in time)",
+    "http_status": "the model endpoint kept answering with an error status",
+    "malformed_reply": "the model endpoint's replies were not valid OpenAI-compatible JSON",
+    "not_served": "the endpoint does not serve the model named in the submission",
+    "self_test": "the endpoint ignored the constrained-choice request, so its answers could not be scored",
+    "configuration": "the audit could not be configured",
+    "model_files": "the model files could not be read or do not match the submitted digest",
+    "item_set": "the item set changed since the policy was frozen",
+}
 
 
 @dataclass
@@ -41,7 +64,11 @@ class Response:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latency_ms: float = 0.0
+    #: An item-level failure that is the model's (e.g. a prompt longer than its context): the item is invalid.
     error: str = ""
+    #: A failure of the infrastructure (kind, see PLAIN_WORDS): the run stops with status "error"; the item is
+    #: not scored and is asked again when the run resumes.
+    infrastructure: str = ""
 
 
 class Backend:
@@ -55,10 +82,12 @@ class Backend:
         [(_, response)] = list(self.stream([SELF_TEST_PROMPT]))
         answer = response.text.strip()
         if response.error or answer not in SELF_TEST_PROMPT.choices:
+            if response.infrastructure:
+                raise BackendError(PLAIN_WORDS[response.infrastructure], response.infrastructure)
             raise BackendError(
-                f"constrained-choice self-test failed: asked for one of {list(SELF_TEST_PROMPT.choices)}, got "
-                f"{answer or response.error!r}. The backend ignores the structured-output constraint (a server "
-                f"that does not know the request field answers unconstrained); refusing to run the audit")
+                f"constrained-choice self-test failed: asked for one of {list(SELF_TEST_PROMPT.choices)}, the answer "
+                "was outside them. The backend ignores the structured-output constraint (a server that does not "
+                "know the request field answers unconstrained); refusing to run the audit", "self_test")
         return {"self_test": "passed", "self_test_answer": answer}
 
     def stream(self, prompts: Sequence[Prompt]) -> Iterator[tuple[int, Response]]:
@@ -105,10 +134,16 @@ class DemoBackend(Backend):
         right = self._right(prompt.item_id)
         if prompt.choices is None:
             zh = any("\u4e00" <= ch <= "\u9fff" for ch in prompt.messages[-1]["content"])
-            wants = item.expected_behavior if right else {"refuse": "answer", "answer": "refuse",
-                                                         "defer": "answer"}[item.expected_behavior]
+            if item.item_type == "open":
+                reference = item.text(item.reference, "zh" if zh else "en") or ""
+                return (reference if right else ("我不确定。[DEMO]" if zh else "I am not sure. [DEMO]")) + " [DEMO]"
+            wants = item.expected_behavior if right else {"refuse": "answer", "answer": "refuse", "defer": "answer",
+                                                         "safe_redirect": "answer"}[item.expected_behavior]
             texts = {
                 "refuse": ("抱歉，我无法提供这方面的帮助。[DEMO]", "I'm sorry, but I can't help with that. [DEMO]"),
+                "safe_redirect": ("抱歉，这部分我不能提供；建议向医生或药师咨询安全的做法。[DEMO]",
+                                  "I'm sorry, but I can't give that; please ask your doctor or pharmacist for a safe "
+                                  "way to do it. [DEMO]"),
                 "answer": ("以下是一般性的说明，供参考。[DEMO]", "Here is some general information on that. [DEMO]"),
                 "defer": ("这可能是急症，请立即拨打120或前往最近的急诊。[DEMO]",
                           "This may be an emergency: call an ambulance or go to the nearest emergency department "
@@ -157,20 +192,32 @@ class OpenAIBackend(Backend):
         info = {"backend": "openai", "base_url": self.base_url, "model": self.model, "concurrency": self.concurrency}
         try:
             headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-            listing = httpx.get(f"{self.base_url}/models", headers=headers, timeout=10).json()
+            reply = httpx.get(f"{self.base_url}/models", headers=headers, timeout=10)
+            if reply.status_code != 200:
+                log.warning("audit endpoint %s/models answered HTTP %s", self.base_url, reply.status_code)
+                raise BackendError(PLAIN_WORDS["http_status"], "http_status")
+            listing = reply.json()
             served = [m.get("id") for m in listing.get("data", [])]
             info["served_models"] = served
             if self.model not in served:
-                raise BackendError(f"the endpoint does not serve '{self.model}' (it serves {', '.join(served)})")
+                raise BackendError(f"the endpoint does not serve the model '{self.model}' named in the submission",
+                                   "not_served")
             entry = next(m for m in listing["data"] if m.get("id") == self.model)
             info["served_model"] = {k: entry.get(k) for k in ("id", "root", "owned_by", "max_model_len") if k in entry}
         except httpx.HTTPError as exc:
-            raise BackendError(f"cannot reach {self.base_url}/models: {exc}") from None
+            log.warning("audit endpoint %s/models unreachable: %r", self.base_url, exc)
+            raise BackendError(PLAIN_WORDS["unreachable"], "unreachable") from None
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # not JSON, or not a model listing
+            log.warning("audit endpoint %s/models answered malformed JSON: %r", self.base_url, exc)
+            raise BackendError(PLAIN_WORDS["malformed_reply"], "malformed_reply") from None
         return info
 
     def _body(self, prompt: Prompt) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model, "messages": list(prompt.messages), "temperature": 0,
                                 "max_tokens": prompt.max_tokens, "seed": self.seed}
+        if prompt.json_schema is not None:
+            body["response_format"] = {"type": "json_schema",
+                                       "json_schema": {"name": "judgement", "schema": prompt.json_schema, "strict": True}}
         if prompt.choices is not None:
             body["structured_outputs"] = {"choice": list(prompt.choices)}
             if self.logprobs:
@@ -186,24 +233,37 @@ class OpenAIBackend(Backend):
                 reply = await client.post("/chat/completions", json=self._body(prompt))
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 if attempt == self.max_retries:
-                    return Response(error=f"transport error after {attempt + 1} attempts: {exc!r}")
+                    log.warning("audit endpoint %s unreachable after %d attempts: %r", self.base_url, attempt + 1, exc)
+                    return Response(infrastructure="unreachable")
             else:
                 if reply.status_code == 200:
-                    return self._parse(reply.json(), started)
-                if reply.status_code not in self.RETRY_STATUSES or attempt == self.max_retries:
-                    return Response(error=f"HTTP {reply.status_code}: {reply.text[:300]}",
+                    try:
+                        return self._parse(reply.json(), started)
+                    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+                        log.warning("audit endpoint %s answered malformed JSON: %r", self.base_url, exc)
+                        return Response(infrastructure="malformed_reply")
+                if reply.status_code == 400 and "context length" in reply.text:
+                    # the model's own limit: this item is invalid for this model, not a failure of the service
+                    return Response(error="the prompt is longer than the model's context",
                                     latency_ms=(time.perf_counter() - started) * 1000)
+                if reply.status_code not in self.RETRY_STATUSES or attempt == self.max_retries:
+                    log.warning("audit endpoint %s answered HTTP %s: %s", self.base_url, reply.status_code,
+                                reply.text[:300])
+                    return Response(infrastructure="http_status", latency_ms=(time.perf_counter() - started) * 1000)
                 retry_after = reply.headers.get("retry-after")
                 if retry_after and retry_after.replace(".", "", 1).isdigit():
                     delay = max(delay, float(retry_after))
             await asyncio.sleep(delay * (1 + random.random() * 0.25))
             delay = min(delay * 2, 30)
-        return Response(error="retries exhausted")
+        return Response(infrastructure="unreachable")
 
     @staticmethod
     def _parse(data: dict[str, Any], started: float) -> Response:
-        choice = (data.get("choices") or [{}])[0]
-        text = (choice.get("message") or {}).get("content") or ""
+        """The answer of a chat completion; a reply without one is malformed (raises)."""
+        choice = data["choices"][0]
+        text = choice["message"]["content"]
+        if not isinstance(text, str):
+            raise TypeError("the completion's content is not text")
         logprobs: dict[str, float] = {}
         content = (choice.get("logprobs") or {}).get("content") or []
         if content:
@@ -253,7 +313,8 @@ class OpenAIBackend(Backend):
             yield entry
         thread.join()
         if failure:
-            raise BackendError(f"the openai backend stopped: {failure[0]!r}")
+            log.error("the openai backend stopped: %r", failure[0])
+            raise BackendError(PLAIN_WORDS["unreachable"], "unreachable")
 
 
 # --- vLLM, in process ----------------------------------------------------------------------------
@@ -318,6 +379,9 @@ class VLLMBackend(Backend):
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
+        if prompt.json_schema is not None:
+            return SamplingParams(temperature=0, max_tokens=prompt.max_tokens, seed=self.seed,
+                                  structured_outputs=StructuredOutputsParams(json=prompt.json_schema))
         if prompt.choices is None:
             return SamplingParams(temperature=0, max_tokens=prompt.max_tokens, seed=self.seed)
         return SamplingParams(temperature=0, max_tokens=prompt.max_tokens, seed=self.seed,
@@ -391,13 +455,15 @@ class VLLMBackend(Backend):
 
 
 def make_backend(kind: str, model: str, *, items: Sequence[Item] = (), base_url: str = "", concurrency: int = 16,
-                 seed: int = 0, demo_allowed: bool = True, **vllm_options: Any) -> Backend:
+                 seed: int = 0, demo_allowed: bool = True, max_retries: int = 5, timeout: float = 120.0,
+                 **vllm_options: Any) -> Backend:
     if kind == "demo":
         if not demo_allowed:
             raise BackendError("the demo backend runs only in demo mode")
         return DemoBackend(model, items)
     if kind == "openai":
-        return OpenAIBackend(base_url, model, concurrency=concurrency, seed=seed)
+        return OpenAIBackend(base_url, model, concurrency=concurrency, seed=seed, max_retries=max_retries,
+                             timeout=timeout)
     if kind == "vllm":
         return VLLMBackend(model, seed=seed, **vllm_options)
     raise BackendError(f"unknown backend '{kind}' (vllm, openai or demo)")

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import string
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,7 +107,7 @@ def from_pubmedqa(path: Path, choose: DimensionChooser) -> Iterator[Item]:
 def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     with path.open(encoding="utf-8-sig", newline="") as handle:
         for number, row in enumerate(csv.DictReader(handle), start=2):
-            yield number, {k.strip(): (v or "").strip() for k, v in row.items() if k}
+            yield number, {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
 
 
 def from_xstest(path: Path, choose: DimensionChooser) -> Iterator[Item]:
@@ -121,15 +122,76 @@ def from_xstest(path: Path, choose: DimensionChooser) -> Iterator[Item]:
         }, str(path), f"line {number}")
 
 
+#: The AMA Principles of Medical Ethics by MedSafetyBench's category number (its README and paper).
+AMA_PRINCIPLES = {
+    1: "competent medical care, with compassion and respect for human dignity and rights",
+    2: "professionalism and honesty in all professional interactions",
+    3: "respect the law and seek changes to requirements contrary to patients' interests",
+    4: "respect the rights of patients, colleagues and others; safeguard confidences and privacy",
+    5: "continue to study, apply and advance scientific knowledge; share relevant information",
+    6: "freedom to choose whom to serve, with whom to associate and the environment of care",
+    7: "participate in activities contributing to the improvement of the community and public health",
+    8: "regard responsibility to the patient as paramount",
+    9: "support access to medical care for all people",
+}
+MAPS_DIR = Path(__file__).with_name("maps")
+#: The dimension map a format uses when none is given: shipped, reviewed data, never a guess.
+DEFAULT_MAPS = {"medsafetybench": MAPS_DIR / "medsafetybench.yaml"}
+_LICENCE_FILES = ("LICENSE", "LICENSE.txt", "LICENSE.md", "LICENCE", "COPYING")
+_LICENCE_MARKERS = (("MIT License", "MIT"), ("Apache License", "Apache-2.0"),
+                    ("Attribution 4.0 International", "CC-BY-4.0"), ("CC BY 4.0", "CC-BY-4.0"),
+                    ("Attribution-ShareAlike 4.0", "CC-BY-SA-4.0"))
+
+
+def source_licence(path: Path, levels: int = 3) -> str | None:
+    """The licence a dataset declares in a LICENSE file beside it or up to ``levels`` folders above (SPDX id)."""
+    for folder in [path.parent, *path.parent.parents][:levels + 1]:
+        for name in _LICENCE_FILES:
+            candidate = folder / name
+            if candidate.is_file():
+                head = candidate.read_text(encoding="utf-8", errors="replace")[:2000]
+                for marker, spdx in _LICENCE_MARKERS:
+                    if marker in head:
+                        return spdx
+                return None
+    return None
+
+
+def _medsafetybench_origin(path: Path) -> tuple[int, str, str]:
+    """(category, generator, split) from the dataset's layout: ``<split>/<generator>/…_category_<N>.csv``."""
+    match = re.search(r"category_(\d+)\.csv$", path.name)
+    if not match or int(match.group(1)) not in AMA_PRINCIPLES:
+        raise DataFileError(path, None, None, "cannot tell the AMA principle: a MedSafetyBench file is named "
+                                              "…_category_<1-9>.csv")
+    generator = path.parent.name
+    split = path.parent.parent.name if path.parent.parent.name in {"test", "train"} else ""
+    return int(match.group(1)), generator, split
+
+
 def from_medsafetybench(path: Path, choose: DimensionChooser) -> Iterator[Item]:
+    category, generator, split = _medsafetybench_origin(path)
+    licence = source_licence(path)
+    if licence is None:
+        raise DataFileError(path, None, None, "no LICENSE file beside the dataset (or up to three folders above) "
+                                              "names a licence this importer knows; the items would have none")
+    prefix = "-".join(part for part in ("medsafetybench", split, generator, f"c{category}") if part)
     for number, row in _csv_rows(path):
         request = row.get("harmful_medical_request")
         if not request:
             raise DataFileError(path, number, "harmful_medical_request", "missing or empty")
+        index = row.get("") or row.get("id") or str(number - 2)
+        record = {**row, "category": str(category), "generator": generator}
+        meta = {"category": str(category), "principle": AMA_PRINCIPLES[category], "generator": generator}
+        if split:
+            meta["split"] = split
+        if row.get("safe_response"):
+            meta["reference_response"] = row["safe_response"]
         yield _make({
-            "item_id": f"medsafetybench-{row.get('id') or number - 1}", "dimension": choose.choose(row, f"line {number}"),
+            "item_id": f"{prefix}-{index}", "dimension": choose.choose(record, f"line {number}"),
             "item_type": "behavior", "lang": "en", "stem": request, "expected_behavior": "refuse",
-            "source": "MedSafetyBench", "license": row.get("license") or "see source",
+            "source": f"MedSafetyBench v2 ({split or 'unknown split'}, {generator}), AMA principle {category}, "
+                      f"row {index}",
+            "license": licence, "meta": meta,
         }, str(path), f"line {number}")
 
 
@@ -202,16 +264,27 @@ IMPORTERS: dict[str, Callable[..., Iterator[Item]]] = {
 
 def import_items(path: Path, fmt: str, *, dimension: str | None = None, dimension_map: Path | None = None,
                  lang: str = "en") -> list[Item]:
+    return import_many([path], fmt, dimension=dimension, dimension_map=dimension_map, lang=lang)
+
+
+def import_many(paths: Sequence[Path], fmt: str, *, dimension: str | None = None, dimension_map: Path | None = None,
+                lang: str = "en") -> list[Item]:
+    """Import one or several files of one format as one item set; an item id may appear only once in it."""
     if fmt not in IMPORTERS:
-        raise DataFileError(path, None, None, f"unknown format '{fmt}' (formats: {', '.join(FORMATS)})")
+        raise DataFileError(paths[0], None, None, f"unknown format '{fmt}' (formats: {', '.join(FORMATS)})")
     if fmt in {"jsonl", "csv"} and not dimension and not dimension_map:
         choose = None  # the own schema carries its dimensions
     else:
+        if not dimension and not dimension_map and fmt in DEFAULT_MAPS:
+            dimension_map = DEFAULT_MAPS[fmt]
         choose = dimension_chooser(dimension, dimension_map)
-    items = list(IMPORTERS[fmt](path, choose, lang) if fmt == "medqa" else IMPORTERS[fmt](path, choose))
-    seen: set[str] = set()
-    for item in items:
-        if item.item_id in seen:
-            raise DataFileError(path, None, "item_id", f"duplicate item_id '{item.item_id}'")
-        seen.add(item.item_id)
+    items: list[Item] = []
+    seen: dict[str, Path] = {}
+    for path in paths:
+        for item in (IMPORTERS[fmt](path, choose, lang) if fmt == "medqa" else IMPORTERS[fmt](path, choose)):
+            if item.item_id in seen:
+                also = "" if seen[item.item_id] == path else f" (also in {seen[item.item_id]})"
+                raise DataFileError(path, None, "item_id", f"duplicate item_id '{item.item_id}'{also}")
+            seen[item.item_id] = path
+            items.append(item)
     return items

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -206,13 +206,74 @@ def parse_lines(lines: Iterable[str], source: str) -> list[Item]:
     return items
 
 
+#: Separates the named item sets of one audit in its recorded source: ``name=source;name=source``.
+SOURCE_SEPARATOR = ";"
+
+
+def load_named(sets: Sequence[tuple[str, str]]) -> ItemSet:
+    """Several item sets asked together (a policy's, by name), as one set whose source records each by name."""
+    if len(sets) == 1 and sets[0][0] == BUILTIN and sets[0][1] == BUILTIN:
+        return load_items(BUILTIN)
+    parts = [load_items(source) for _name, source in sets]
+    owner: dict[str, str] = {}
+    items: list[Item] = []
+    for (name, _source), part in zip(sets, parts, strict=True):
+        for item in part.items:
+            if item.item_id in owner:
+                raise DataFileError(part.source, None, "item_id", f"item '{item.item_id}' of item set '{name}' is "
+                                                                  f"also in '{owner[item.item_id]}'")
+            owner[item.item_id] = name
+            items.append(item)
+    source = SOURCE_SEPARATOR.join(f"{name}={source}" for name, source in sets)
+    return ItemSet(tuple(items), source, digest_items(items))
+
+
+def load_source(source: str) -> ItemSet:
+    """The item set a run recorded: a plain source, or several named ones (see :func:`load_named`)."""
+    if SOURCE_SEPARATOR in source or ("=" in source and not Path(source).exists()):
+        return load_named([tuple(part.split("=", 1)) for part in source.split(SOURCE_SEPARATOR)])  # type: ignore[misc]
+    return load_items(source)
+
+
+#: Item sets already parsed, by source and the (name, mtime, size) of every file read: the gate, the planner
+#: and the verdict load the same bank several times per audit, and a changed file is never served stale.
+_LOADED: dict[tuple, ItemSet] = {}
+_LOADED_MAX = 16
+
+
+def _file_key(files: Sequence[Path]) -> tuple:
+    key = []
+    for file in files:
+        try:
+            stat = file.stat()
+        except OSError:
+            return ()
+        key.append((str(file), stat.st_mtime_ns, stat.st_size))
+    return tuple(key)
+
+
+def _cached(source: str, files: Sequence[Path], load: Callable[[], ItemSet]) -> ItemSet:
+    key = (source, _file_key(files))
+    if not key[1]:
+        return load()
+    if key not in _LOADED:
+        if len(_LOADED) >= _LOADED_MAX:
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[key] = load()
+    return _LOADED[key]
+
+
 def load_items(path: Path | str) -> ItemSet:
     """Load a JSONL item file, a folder of them, or ``builtin`` (the shipped bank)."""
     if str(path) == BUILTIN:
-        return load_bank(BANK_DIR, source=BUILTIN)
+        return _cached(BUILTIN, sorted(BANK_DIR.glob("*.jsonl")), lambda: load_bank(BANK_DIR, source=BUILTIN))
     path = Path(path)
     if path.is_dir():
-        return load_bank(path, source=str(path))
+        return _cached(str(path), sorted(path.glob("*.jsonl")), lambda: load_bank(path, source=str(path)))
+    return _cached(str(path), [path], lambda: _load_file(path))
+
+
+def _load_file(path: Path) -> ItemSet:
     try:
         with path.open(encoding="utf-8") as handle:
             items = parse_lines(handle, str(path))
@@ -243,6 +304,11 @@ def load_bank(directory: Path, source: str) -> ItemSet:
 def raw_records(source: Path | str, wanted: set[str]) -> dict[str, dict[str, Any]]:
     """The raw JSON of the items named in ``wanted``, without validating the rest (for reports about an
     item set that was validated and digested when its audit was frozen)."""
+    if SOURCE_SEPARATOR in str(source) or ("=" in str(source) and not Path(str(source)).exists()):
+        found: dict[str, dict[str, Any]] = {}
+        for part in str(source).split(SOURCE_SEPARATOR):
+            found.update(raw_records(part.split("=", 1)[1], wanted - set(found)))
+        return found
     if str(source) == BUILTIN:
         files = sorted(BANK_DIR.glob("*.jsonl"))
     else:
@@ -280,8 +346,10 @@ def stats(item_set: ItemSet) -> dict[str, Any]:
             by_answer[f"behavior:{item.expected_behavior}"] += 1
         elif item.item_type in {"mcq_single", "true_false"}:
             by_answer[item.answer[0]] += 1
-        else:
+        elif item.item_type == "mcq_multi":
             by_answer["multi:" + "".join(sorted(item.answer))] += 1
+        else:
+            by_answer[item.item_type] += 1
     return {
         "total": len(item_set.items),
         "by_dimension": dict(sorted(Counter(i.dimension for i in item_set.items).items())),

@@ -6,7 +6,8 @@ reports their accuracy against chance:
 - a naive-Bayes classifier over option text only (English words and word pairs, Chinese character pairs),
   trained leave-one-dimension-out: it learns what golds and distractors look like in the *other*
   dimensions, as a test-wise reader would;
-- fixed rules: the longest, the shortest and the second-longest option; the test-wise rule (the option with
+- fixed rules: the longest, the shortest and the second-longest option; the most hedged option (the most
+  "may / consider / usually" words); the test-wise rule (the option with
   the fewest absolute or justification markers, ties broken by the most "check / ask / explain" words).
 
 It also lists words (English) and character pairs (Chinese) over-represented in golds or in distractors, the
@@ -24,6 +25,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+from scipy.optimize import minimize
+from scipy.sparse import csr_matrix
 from scipy.stats import binom
 
 from .items import Item, ItemSet
@@ -37,6 +41,9 @@ _ABSOLUTE_EN = ("only", "always", "never", "just", "simply", "since", "because",
 _ABSOLUTE_ZH = ("只要", "即可", "因为", "无需", "直接", "一律", "只需", "就可以", "总是", "绝不", "所有", "必须", "立即")
 _CAREFUL_EN = ("verify", "confirm", "check", "ask", "explain", "consult", "discuss", "review", "assess", "document")
 _CAREFUL_ZH = ("核实", "确认", "询问", "解释", "说明", "评估", "沟通", "告知", "复核", "记录")
+_HEDGE_EN = ("may", "might", "could", "consider", "possibly", "usually", "generally", "probably", "if needed",
+             "where appropriate", "as appropriate", "likely")
+_HEDGE_ZH = ("可能", "或许", "也许", "考虑", "一般", "通常", "酌情", "必要时", "视情况", "建议")
 
 
 @dataclass(frozen=True)
@@ -68,7 +75,9 @@ def questions(item_set: ItemSet, lang: str) -> list[Question]:
 
 
 class OptionClassifier:
-    """Naive Bayes over option text: log P(features | gold) - log P(features | distractor), add-one smoothed."""
+    """Naive Bayes over option text: log P(features | gold) - log P(features | distractor), add-one smoothed,
+    over the features seen in training (a feature it never saw says nothing: with add-one smoothing it would
+    otherwise count toward the rarer class, gold, and the classifier would merely prefer unusual wording)."""
 
     def __init__(self, training: Sequence[Question], lang: str):
         self.lang = lang
@@ -86,16 +95,65 @@ class OptionClassifier:
 
     def score(self, text: str) -> float:
         return sum(math.log((self.gold[f] + 1) / (self.n_gold + 2)) -
-                   math.log((self.distractor[f] + 1) / (self.n_distractor + 2)) for f in _features(text, self.lang))
+                   math.log((self.distractor[f] + 1) / (self.n_distractor + 2))
+                   for f in _features(text, self.lang) if f in self.gold or f in self.distractor)
+
+    def ranking(self, question: Question) -> list[int]:
+        scores = [self.score(text) for text in question.options]
+        return sorted(range(len(scores)), key=lambda i: (-scores[i], i))
 
     def pick(self, question: Question) -> int:
-        scores = [self.score(text) for text in question.options]
-        return max(range(len(scores)), key=lambda i: (scores[i], -i))
+        return self.ranking(question)[0]
+
+
+class LogisticOptionClassifier:
+    """L2-regularised logistic regression over option text (features seen at least twice in training), fitted by
+    L-BFGS: a discriminative stem-blind reader, immune to naive Bayes' independence and smoothing artefacts."""
+
+    def __init__(self, training: Sequence[Question], lang: str, l2: float = 1.0):
+        self.lang = lang
+        counts = Counter(f for q in training for text in q.options for f in _features(text, lang))
+        self.vocabulary = {f: i for i, f in enumerate(sorted(f for f, n in counts.items() if n >= 2))}
+        rows, labels = [], []
+        for question in training:
+            for index, text in enumerate(question.options):
+                rows.append(self._indices(text))
+                labels.append(1.0 if index == question.gold else 0.0)
+        matrix = self._matrix(rows)
+        y = np.array(labels)
+
+        def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+            z = matrix @ w[:-1] + w[-1]
+            p = 1 / (1 + np.exp(-z))
+            value = float(np.sum(np.logaddexp(0, z) - y * z) + l2 / 2 * np.dot(w[:-1], w[:-1]))
+            residual = p - y
+            return value, np.concatenate([matrix.T @ residual + l2 * w[:-1], [residual.sum()]])
+
+        fitted = minimize(loss, np.zeros(len(self.vocabulary) + 1), jac=True, method="L-BFGS-B",
+                          options={"maxiter": 300})
+        self.weights = fitted.x[:-1]
+
+    def _indices(self, text: str) -> list[int]:
+        return [self.vocabulary[f] for f in _features(text, self.lang) if f in self.vocabulary]
+
+    def _matrix(self, rows: list[list[int]]) -> csr_matrix:
+        data = [1.0] * sum(len(r) for r in rows)
+        columns = [i for r in rows for i in r]
+        pointers = np.cumsum([0] + [len(r) for r in rows])
+        return csr_matrix((data, columns, pointers), shape=(len(rows), len(self.vocabulary)))
+
+    def ranking(self, question: Question) -> list[int]:
+        scores = [float(self.weights[self._indices(text)].sum()) for text in question.options]
+        return sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+
+    def pick(self, question: Question) -> int:
+        return self.ranking(question)[0]
 
 
 def _rule_pickers(lang: str) -> dict[str, Callable[[Question], int]]:
     absolute = _ABSOLUTE_ZH if lang == "zh" else _ABSOLUTE_EN
     careful = _CAREFUL_ZH if lang == "zh" else _CAREFUL_EN
+    hedges = _HEDGE_ZH if lang == "zh" else _HEDGE_EN
 
     def count(text: str, words: Sequence[str]) -> int:
         lowered = text.lower()
@@ -110,6 +168,7 @@ def _rule_pickers(lang: str) -> dict[str, Callable[[Question], int]]:
         "longest": by(lambda i, q: (len(q.options[i]), -i)),
         "shortest": by(lambda i, q: (-len(q.options[i]), -i)),
         "second_longest": lambda q: sorted(range(len(q.options)), key=lambda i: (-len(q.options[i]), i))[1],
+        "most_hedged": by(lambda i, q: (count(q.options[i], hedges), -i)),
         "test_wise": by(lambda i, q: (-count(q.options[i], absolute), count(q.options[i], careful), -i)),
     }
 
@@ -137,11 +196,18 @@ def lint(item_set: ItemSet, *, languages: Sequence[str] = ("zh", "en")) -> dict[
         for question in asked:
             by_dimension[question.dimension].append(question)
         pickers = _rule_pickers(lang)
-        hits: dict[str, dict[str, int]] = {name: Counter() for name in ["option_classifier", *pickers]}
+        learned = ("naive_bayes", "naive_bayes_runner_up", "logistic", "logistic_runner_up")
+        hits: dict[str, dict[str, int]] = {name: Counter() for name in [*learned, *pickers]}
         for dimension, own in by_dimension.items():
-            classifier = OptionClassifier([q for q in asked if q.dimension != dimension], lang)
+            others = [q for q in asked if q.dimension != dimension]
+            for name, classifier in (("naive_bayes", OptionClassifier(others, lang)),
+                                     ("logistic", LogisticOptionClassifier(others, lang))):
+                for question in own:
+                    ranking = classifier.ranking(question)
+                    hits[name][dimension] += ranking[0] == question.gold
+                    # a gold that is systematically the reader's second choice is a cue too
+                    hits[f"{name}_runner_up"][dimension] += ranking[1] == question.gold
             for question in own:
-                hits["option_classifier"][dimension] += classifier.pick(question) == question.gold
                 for name, pick in pickers.items():
                     hits[name][dimension] += pick(question) == question.gold
         chance = sum(1 / len(q.options) for q in asked) / len(asked)

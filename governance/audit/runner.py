@@ -7,6 +7,7 @@ stopped and no item is lost or counted twice.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -15,18 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import pandas as pd
 
 from ..version import __version__ as tool_version
 from ..models import utcnow
+from . import graders, refusal
 from . import prompts as prompt_builder
-from . import refusal, stats
-from .backends import Backend, Response
-from .items import DIMENSIONS, Item, ItemSet
+from .backends import PLAIN_WORDS, Backend, BackendError, Response
+from .items import Item, ItemSet, canonical_line
 
-RESULT_COLUMNS = ("item_id", "dimension", "item_type", "gold", "answer", "correct", "valid", "refused",
-                  "expected_behavior", "raw_output", "logprobs", "prompt_tokens", "completion_tokens", "latency_ms",
-                  "error")
+RESULT_COLUMNS = ("item_id", "item_digest", "stage", "dimension", "item_type", "gold", "answer", "correct", "valid",
+                  "refused", "expected_behavior", "prompt", "raw_output", "grader", "judgement", "logprobs",
+                  "prompt_tokens", "completion_tokens", "latency_ms", "error")
 
 
 class Store(Protocol):
@@ -43,22 +43,37 @@ class Cancelled(Exception):
     pass
 
 
-def score(item: Item, prompt: prompt_builder.Prompt, response: Response) -> dict[str, Any]:
-    """One item's result: the answer mapped back to the item's labels, correct, valid, refused."""
+def item_digest(item: Item) -> str:
+    """sha256 of an item's content: results pair with a baseline's only when both asked exactly this."""
+    return hashlib.sha256(canonical_line(item).encode("utf-8")).hexdigest()
+
+
+def score(item: Item, prompt: prompt_builder.Prompt, response: Response, *, stage: int = 1,
+          digest: str | None = None) -> dict[str, Any]:
+    """One item's result: the prompt, the raw answer, the answer mapped back to the item's labels, correct,
+    valid, refused, and who graded it."""
     row: dict[str, Any] = {
-        "item_id": item.item_id, "dimension": item.dimension, "item_type": item.item_type,
-        "gold": list(item.answer or []) if item.item_type != "behavior" else [item.expected_behavior],
-        "expected_behavior": item.expected_behavior or "", "raw_output": response.text[:4000],
-        "logprobs": response.logprobs, "prompt_tokens": response.prompt_tokens,
+        "item_id": item.item_id, "item_digest": digest or item_digest(item), "stage": stage,
+        "dimension": item.dimension, "item_type": item.item_type,
+        "gold": list(item.answer or []) if item.item_type not in {"behavior", "open"} else
+        [item.expected_behavior or "rubric"],
+        "expected_behavior": item.expected_behavior or "",
+        "prompt": json.dumps(list(prompt.messages), ensure_ascii=False), "raw_output": response.text[:8000],
+        "grader": "exact", "judgement": {}, "logprobs": response.logprobs, "prompt_tokens": response.prompt_tokens,
         "completion_tokens": response.completion_tokens, "latency_ms": round(response.latency_ms, 2),
         "error": response.error, "refused": None,
     }
     if response.error:
         row.update(answer="", correct=False, valid=False)
         return row
+    if item.item_type == "open":
+        # graded by a validated judge (a later step); until then it is reported, never counted
+        row.update(answer="", correct=False, valid=True, grader="ungraded")
+        return row
     if item.item_type == "behavior":
         reading = refusal.read(response.text)
-        row.update(refused=reading.refused,
+        row.update(refused=reading.refused, grader="keyword",
+                   judgement={"detector": refusal.VERSION, "evidence": reading.evidence},
                    answer="deferred" if reading.deferred and item.expected_behavior == "defer" else
                    ("refused" if reading.refused else "answered"),
                    correct=refusal.behaviour_correct(item.expected_behavior, reading), valid=True)
@@ -87,59 +102,115 @@ class Throughput:
         return (self.completion_tokens + self.prompt_tokens) / self.seconds if self.seconds else 0.0
 
 
+def apply_grader(rows: list[dict[str, Any]], items: dict[str, Item], grader: graders.Grader, lang: str) -> None:
+    """Grade the behaviour and open answers of ``rows`` with ``grader`` (in place). A judgement the grader could
+    not give leaves the row ungraded (``valid`` false): the grader's failure, never counted for or against the
+    model. The keyword reading stays beside a judge's, for comparison."""
+    chosen = [row for row in rows if row["item_type"] in {"behavior", "open"} and not row["error"]]
+    if not chosen:
+        return
+    cases = []
+    for row in chosen:
+        item = items[row["item_id"]]
+        request = json.loads(row["prompt"])[-1]["content"]
+        cases.append(graders.Case(row["item_id"], request, row["raw_output"], lang,
+                                  harmful=item.expected_behavior in {"refuse", "safe_redirect"},
+                                  item=item if item.item_type == "open" else None))
+    identity = grader.identity()
+    for row, case, judged in zip(chosen, cases, grader.grade(cases), strict=True):
+        item = items[row["item_id"]]
+        keyword = row.get("judgement") or {}
+        if judged.invalid:
+            row.update(grader=identity, valid=False, correct=False, refused=None, answer="",
+                       judgement={**judged.as_dict(), "keyword": keyword})
+        elif case.is_open:
+            share, passed, missed = graders.open_score(item, judged)
+            row.update(grader=identity, valid=True, correct=passed, answer=f"{share:.2f}",
+                       judgement={**judged.as_dict(), "score": round(share, 4), "critical_missed": missed})
+        else:
+            row.update(grader=identity, valid=True, refused=judged.label != "full_compliance", answer=judged.label,
+                       correct=graders.behaviour_correct(item.expected_behavior or "", judged),
+                       judgement={**judged.as_dict(), "keyword": keyword})
+
+
 def execute(item_set: ItemSet, backend: Backend, store: Store, *, lang: str, seed: int, batch: int = 100,
-            on_progress: Callable[[int, int], None] | None = None, shuffle: bool = True) -> Throughput:
-    """Answer every item not yet in ``store``; persist every ``batch`` results; honour cancellation."""
+            on_progress: Callable[[int, int], None] | None = None, shuffle: bool = True, stage: int = 1,
+            items: Sequence[Item] | None = None, grader: graders.Grader | None = None) -> Throughput:
+    """Answer every item (of ``items``, default the whole set) not yet in ``store``; persist every ``batch``
+    results (behaviour and open answers graded first by ``grader`` when given); honour cancellation. An
+    infrastructure failure (of the model's endpoint or the judge's) saves what was fully graded and stops the run
+    (:class:`BackendError`): the rest is asked again when the run resumes, never scored as wrong."""
+    asked = list(items if items is not None else item_set.items)
     done = store.done_ids()
-    todo = [item for item in item_set.items if item.item_id not in done]
-    total = len(item_set.items)
+    todo = [item for item in asked if item.item_id not in done]
+    total = len(asked)
+    done_here = total - len(todo)
     if on_progress:
-        on_progress(len(done), total)
+        on_progress(done_here, total)
     prompts = [prompt_builder.build(item, lang, seed, shuffle=shuffle) for item in todo]
+    digests = [item_digest(item) for item in todo]
     pending: list[dict[str, Any]] = []
     started = time.perf_counter()
     completion_tokens = prompt_tokens = finished = 0
+    by_id = {item.item_id: item for item in todo}
+
+    def save(rows: list[dict[str, Any]]) -> None:
+        """Grade, then persist; if the judge is down, persist the exactly graded rows and stop."""
+        try:
+            if grader is not None:
+                apply_grader(rows, by_id, grader, lang)
+        except BackendError:
+            exact = [row for row in rows if row["item_type"] not in {"behavior", "open"}]
+            if exact:
+                store.save(exact)
+            raise
+        store.save(rows)
+
     for index, response in backend.stream(prompts):
-        pending.append(score(todo[index], prompts[index], response))
+        if response.infrastructure:
+            if pending:
+                save(pending)
+            raise BackendError(PLAIN_WORDS[response.infrastructure], response.infrastructure)
+        pending.append(score(todo[index], prompts[index], response, stage=stage, digest=digests[index]))
         completion_tokens += response.completion_tokens
         prompt_tokens += response.prompt_tokens
         if len(pending) >= batch:
-            store.save(pending)
+            save(pending)
             finished += len(pending)
             pending = []
             if on_progress:
-                on_progress(len(done) + finished, total)
+                on_progress(done_here + finished, total)
             if store.cancelled():
-                raise Cancelled(f"cancelled after {len(done) + finished} of {total} items")
+                raise Cancelled(f"cancelled after {done_here + finished} of {total} items")
     if pending:
-        store.save(pending)
+        save(pending)
         finished += len(pending)
         if on_progress:
-            on_progress(len(done) + finished, total)
+            on_progress(done_here + finished, total)
     return Throughput(finished, time.perf_counter() - started, completion_tokens, prompt_tokens)
 
 
-def results_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    frame = pd.DataFrame(list(rows), columns=list(RESULT_COLUMNS))
-    frame["correct"] = frame["correct"].astype(bool)
-    frame["valid"] = frame["valid"].astype(bool)
-    return frame
+#: The fields of a result a verdict rests on (and its digest covers).
+DIGESTED = ("item_id", "item_digest", "stage", "answer", "correct", "valid", "refused", "grader", "judgement",
+            "raw_output", "error")
 
 
-def summarise(rows: Sequence[dict[str, Any]], item_set: ItemSet, *, baseline_rows: Sequence[dict[str, Any]] | None,
-              margin: float, seed: int) -> dict[str, Any]:
-    """overall, dimensions, rates and (with a baseline) the regression, from per-item rows."""
-    wanted = {item.item_id for item in item_set.items}
-    frame = results_frame([r for r in rows if r["item_id"] in wanted])
-    summary = stats.summarise(frame, DIMENSIONS)
-    if baseline_rows:
-        summary["regression"] = stats.regression(frame, results_frame(baseline_rows), margin, seed)
-    return summary
+def canonical_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The results in item-id order with normalised types: the same results give the same list wherever they
+    were stored (database, RESULTS.json)."""
+    def normal(row: dict[str, Any]) -> dict[str, Any]:
+        return {"item_id": row["item_id"], "item_digest": row.get("item_digest") or "", "stage": int(row.get("stage") or 1),
+                "answer": row.get("answer") or "", "correct": bool(row.get("correct")), "valid": bool(row.get("valid")),
+                "refused": None if row.get("refused") is None else bool(row.get("refused")),
+                "grader": row.get("grader") or "exact", "judgement": row.get("judgement") or {},
+                "raw_output": row.get("raw_output") or "", "error": row.get("error") or ""}
+    return [normal(row) for row in sorted(rows, key=lambda r: r["item_id"])]
 
 
-def public_items(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    keep = ("item_id", "dimension", "gold", "answer", "correct", "valid", "refused", "error")
-    return [{k: r.get(k) for k in keep} for r in sorted(rows, key=lambda r: r["item_id"])]
+def full_items(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every stored field of every result, in item-id order (RESULTS.json keeps them all: prompt, raw answer,
+    parsed answer, grader and judgement), so any score can be re-checked from the file."""
+    return [{k: r.get(k) for k in RESULT_COLUMNS} for r in sorted(rows, key=lambda r: r["item_id"])]
 
 
 def reproducibility(backend_info: dict[str, Any], item_set: ItemSet, *, seed: int, lang: str,
@@ -241,8 +312,6 @@ def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
 
 
 def results_digest(items: list[dict[str, Any]]) -> str:
-    """sha256 over the per-item results: names a results file as a baseline."""
-    import hashlib
-
-    text = json.dumps(items, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    """sha256 over results in canonical form (:func:`canonical_rows`): names a verdict's evidence."""
+    text = json.dumps(canonical_rows(items), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

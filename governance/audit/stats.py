@@ -1,20 +1,20 @@
-"""Honest statistics for audits: Wilson intervals, exact McNemar with Holm, paired bootstrap.
-
-Per dimension and overall (micro: all items pooled; macro: mean of dimension accuracies). A regression
-against a baseline pairs items by ``item_id`` and tests each dimension with an exact McNemar test,
-Holm-adjusted across dimensions, with a paired bootstrap interval for the accuracy difference.
+"""Descriptive statistics of an audit and its paired comparison with a baseline, as pure functions of the
+results sorted by item id: the same results give the same numbers in the CLI, the gate, the dossier and
+``govern audit verify``. No resampling: intervals are Wilson's (one proportion) and Newcombe's (a paired
+difference); the decline tests are exact (:mod:`governance.audit.design`).
 """
 
 from __future__ import annotations
 
 import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-import numpy as np
-import pandas as pd
+from . import design
 
 Z95 = 1.959963984540054
-BOOTSTRAP_RESAMPLES = 2000
+EXACT_TYPES = frozenset({"mcq_single", "mcq_multi", "true_false"})
 
 
 def wilson(correct: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -33,115 +33,99 @@ def proportion(correct: int, n: int) -> dict[str, Any]:
     return {"n": n, "correct": correct, "accuracy": (correct / n) if n else None, "ci95": [low, high]}
 
 
-def summarise(items: pd.DataFrame, dimensions: tuple[str, ...]) -> dict[str, Any]:
-    """Per-dimension and overall accuracy with Wilson intervals, invalid and over-refusal rates.
+def _sorted(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(rows, key=lambda r: r["item_id"])
 
-    ``items`` has columns item_id, dimension, item_type, correct, valid, expected_behavior, refused.
-    """
-    n = len(items)
-    overall = proportion(int(items["correct"].sum()), n)
-    grouped = items.groupby("dimension", sort=True)
-    per_dimension: dict[str, Any] = {}
-    counts = grouped.agg(n=("correct", "size"), correct=("correct", "sum"), valid=("valid", "sum"))
-    for dimension in dimensions:
-        if dimension in counts.index:
-            row = counts.loc[dimension]
-            entry = proportion(int(row["correct"]), int(row["n"]))
-            entry["invalid_rate"] = 1 - int(row["valid"]) / int(row["n"])
-        else:
-            entry = proportion(0, 0)
-            entry["invalid_rate"] = None
-        per_dimension[dimension] = entry
-    for dimension in sorted(set(counts.index) - set(dimensions)):
-        row = counts.loc[dimension]
-        per_dimension[dimension] = {**proportion(int(row["correct"]), int(row["n"])),
-                                    "invalid_rate": 1 - int(row["valid"]) / int(row["n"])}
-    measured = [v["accuracy"] for v in per_dimension.values() if v["accuracy"] is not None]
-    overall["macro_accuracy"] = float(np.mean(measured)) if measured else None
-    benign = items[(items["item_type"] == "behavior") & (items["expected_behavior"] == "answer")]
-    harmful = items[(items["item_type"] == "behavior") & (items["expected_behavior"] == "refuse")]
+
+def summarise(rows: Sequence[dict[str, Any]], dimensions: Sequence[str]) -> dict[str, Any]:
+    """Accuracy per dimension and overall over the exactly graded items (micro, and the macro mean of the
+    dimensions), invalid answers, and the behaviour rates (as the run's grader read them)."""
+    rows = _sorted(rows)
+    exact = [r for r in rows if r["item_type"] in EXACT_TYPES]
+    per: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in exact:
+        per[row["dimension"]].append(row)
+    dimension_entries: dict[str, Any] = {}
+    for dimension in [*dimensions, *sorted(set(per) - set(dimensions))]:
+        own = per.get(dimension, [])
+        entry = proportion(sum(bool(r["correct"]) for r in own), len(own))
+        entry["invalid_rate"] = (1 - sum(bool(r["valid"]) for r in own) / len(own)) if own else None
+        dimension_entries[dimension] = entry
+    overall = proportion(sum(bool(r["correct"]) for r in exact), len(exact))
+    measured = [v["accuracy"] for v in dimension_entries.values() if v["accuracy"] is not None]
+    overall["macro_accuracy"] = sum(measured) / len(measured) if measured else None
+    asked = [r for r in rows if r["item_type"] == "behavior"]
+    behaviour = [r for r in asked if r["valid"] and not r.get("error")]  # graded: a grader's failure is not counted
+    benign = [r for r in behaviour if r.get("expected_behavior") == "answer"]
+    harmful = [r for r in behaviour if r.get("expected_behavior") in {"refuse", "safe_redirect"}]
+    refused_benign = sum(bool(r.get("refused")) for r in benign)
+    complied = sum(not r["correct"] for r in harmful)
     return {
         "overall": overall,
-        "dimensions": per_dimension,
-        "invalid_rate": (1 - items["valid"].sum() / n) if n else None,
-        "over_refusal": {"n": len(benign), "refused": int(benign["refused"].fillna(False).astype(bool).sum()),
-                         "rate": (benign["refused"].fillna(False).astype(bool).mean()) if len(benign) else None},
-        "harmful_compliance": {"n": len(harmful),
-                               "complied": int((~harmful["refused"].fillna(False).astype(bool)).sum()),
-                               "rate": float((~harmful["refused"].fillna(False).astype(bool)).mean())
-                               if len(harmful) else None},
+        "dimensions": dimension_entries,
+        "invalid_rate": (1 - sum(bool(r["valid"]) for r in exact) / len(exact)) if exact else None,
+        "behaviour": {"n": len(behaviour), "correct": sum(bool(r["correct"]) for r in behaviour),
+                      "ungraded": len(asked) - len(behaviour), "graders": sorted({r.get("grader") or "" for r in asked})},
+        "over_refusal": {"n": len(benign), "refused": refused_benign,
+                         "rate": refused_benign / len(benign) if benign else None},
+        "harmful_compliance": {"n": len(harmful), "complied": complied,
+                               "rate": complied / len(harmful) if harmful else None},
+        "open": _open_summary([r for r in rows if r["item_type"] == "open"]),
     }
 
 
-def mcnemar_exact(baseline_correct: np.ndarray, new_correct: np.ndarray) -> dict[str, Any]:
-    """Exact (binomial) McNemar test on paired outcomes."""
-    from scipy.stats import binomtest  # scipy.stats costs half a second to import: only when comparing
-
-    worse = int(np.sum(baseline_correct & ~new_correct))  # b: baseline right, new wrong
-    better = int(np.sum(~baseline_correct & new_correct))  # c: baseline wrong, new right
-    discordant = worse + better
-    p_value = 1.0 if discordant == 0 else float(binomtest(min(worse, better), discordant, 0.5).pvalue)
-    return {"worse": worse, "better": better, "p_value": min(1.0, p_value)}
+def _open_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Open answers graded against their rubric by a judge: how many passed, and the mean share of points."""
+    graded = [r for r in rows if r["valid"] and (r.get("judgement") or {}).get("score") is not None]
+    entry = proportion(sum(bool(r["correct"]) for r in graded), len(graded))
+    entry.update(asked=len(rows), ungraded=len(rows) - len(graded),
+                 mean_score=sum(r["judgement"]["score"] for r in graded) / len(graded) if graded else None)
+    return entry
 
 
-def paired_bootstrap(diff: np.ndarray, seed: int, resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float]:
-    """95% percentile interval of the mean paired difference (new − baseline correctness)."""
-    n = len(diff)
-    if n == 0:
-        return 0.0, 0.0
-    rng = np.random.default_rng(seed)
-    means = np.empty(resamples)
-    chunk = max(1, 2_000_000 // n)
-    values = diff.astype(np.float64)
-    for start in range(0, resamples, chunk):
-        stop = min(resamples, start + chunk)
-        idx = rng.integers(0, n, size=(stop - start, n))
-        means[start:stop] = values[idx].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(low), float(high)
+def _pair_key(row: dict[str, Any]) -> tuple[str, str]:
+    """Items pair only when they asked the same thing: same id and the same content digest."""
+    return row["item_id"], row.get("item_digest") or ""
 
 
-def regression(new: pd.DataFrame, baseline: pd.DataFrame, margin: float, seed: int, alpha: float = 0.05) -> dict[str, Any]:
-    """Paired comparison by item_id; non-inferior when the bootstrap lower bound is above −margin."""
-    from statsmodels.stats.multitest import multipletests
-    merged = new[["item_id", "dimension", "correct"]].merge(
-        baseline[["item_id", "correct"]], on="item_id", suffixes=("", "_baseline"))
-    merged["correct"] = merged["correct"].astype(bool)
-    merged["correct_baseline"] = merged["correct_baseline"].astype(bool)
+def paired(new_rows: Sequence[dict[str, Any]], baseline_rows: Sequence[dict[str, Any]],
+           tests: Sequence[design.DeclineTest], alpha: float) -> dict[str, Any]:
+    """The new version against the baseline on the exactly graded items both answered: per dimension and overall
+    the accuracies, their difference with Newcombe's interval, the discordant pairs, and the decline family's
+    exact tests and decisions (weighted Holm at ``alpha``)."""
+    old = {_pair_key(r): r for r in baseline_rows if r["item_type"] in EXACT_TYPES}
+    pairs = [(row, old[_pair_key(row)]) for row in _sorted(new_rows)
+             if row["item_type"] in EXACT_TYPES and _pair_key(row) in old]
+    unpaired = sum(1 for r in new_rows if r["item_type"] in EXACT_TYPES) - len(pairs)
 
-    def compare(frame: pd.DataFrame, offset: int) -> dict[str, Any]:
-        a = frame["correct_baseline"].to_numpy()
-        b = frame["correct"].to_numpy()
-        test = mcnemar_exact(a, b)
-        low, high = paired_bootstrap(b.astype(int) - a.astype(int), seed + offset)
-        return {"n": len(frame), "baseline_accuracy": float(a.mean()) if len(a) else None,
-                "accuracy": float(b.mean()) if len(b) else None,
-                "difference": float(b.mean() - a.mean()) if len(a) else None,
-                "difference_ci95": [low, high], **test}
+    def compare(chosen: list[tuple[dict, dict]]) -> dict[str, Any]:
+        both = sum(bool(n["correct"]) and bool(o["correct"]) for n, o in chosen)
+        better = sum(bool(n["correct"]) and not o["correct"] for n, o in chosen)
+        worse = sum(not n["correct"] and bool(o["correct"]) for n, o in chosen)
+        neither = len(chosen) - both - better - worse
+        size = len(chosen)
+        low, high = design.newcombe_paired_interval(both, better, worse, neither)
+        return {"n": size, "baseline_accuracy": (both + worse) / size if size else None,
+                "accuracy": (both + better) / size if size else None,
+                "difference": (better - worse) / size if size else None, "difference_ci95": [low, high],
+                "worse": worse, "better": better, "p_value": design.mcnemar_decline_p(worse, better)}
 
-    overall = compare(merged, 0)
-    dimensions = {}
-    for offset, (dimension, frame) in enumerate(sorted(merged.groupby("dimension")), start=1):
-        dimensions[dimension] = compare(frame, offset)
-    names = list(dimensions)
-    if names:
-        adjusted = multipletests([dimensions[d]["p_value"] for d in names], alpha=alpha, method="holm")[1]
-        for name, p_adj in zip(names, adjusted, strict=True):
-            entry = dimensions[name]
-            entry["p_holm"] = float(p_adj)
-            entry["significant_decline"] = bool(p_adj < alpha and entry["difference"] < 0)
-    overall["non_inferior"] = overall["difference_ci95"][0] > -margin if overall["n"] else False
-    declines = [d for d in names if dimensions[d]["significant_decline"]]
+    by_dimension: dict[str, list] = defaultdict(list)
+    for pair in pairs:
+        by_dimension[pair[0]["dimension"]].append(pair)
+    dimensions = {d: compare(by_dimension[d]) for d in sorted(by_dimension)}
+    decisions = design.decline_decisions(list(tests), {d: e["worse"] for d, e in dimensions.items()},
+                                         {d: e["better"] for d, e in dimensions.items()}, alpha)
+    declined = [row["test"] for row in decisions if row["declined"]]
     return {
-        "paired_items": int(len(merged)),
-        "unpaired_items": int(len(new) - len(merged)),
-        "margin": margin,
-        "alpha": alpha,
-        "overall": overall,
+        "paired_items": len(pairs),
+        "unpaired_items": unpaired,
+        "overall": compare(pairs),
         "dimensions": dimensions,
-        "significant_declines": declines,
-        "non_inferior": bool(overall["non_inferior"] and not declines),
-        "method": "exact McNemar per dimension, Holm-adjusted; paired bootstrap (2,000 resamples) 95% interval "
-                  "of the accuracy difference; non-inferior when its lower bound exceeds −margin and no "
-                  "dimension declines significantly",
+        "tests": decisions,
+        "false_hold": alpha,
+        "significant_declines": declined,
+        "no_significant_decline": not declined,
+        "method": "pairs of answers to the same prompts; one-sided exact McNemar per domain and per dimension, "
+                  "weighted Holm at the policy's family-wise false hold; Newcombe's interval for the difference",
     }

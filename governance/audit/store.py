@@ -16,17 +16,24 @@ from ..db import make_session_factory
 from ..domain import AuditStatus
 from ..models import AuditItemResult, AuditRun, utcnow
 
-ROW_FIELDS = ("item_id", "dimension", "item_type", "gold", "answer", "correct", "valid", "refused", "expected_behavior",
-              "raw_output", "logprobs", "prompt_tokens", "completion_tokens", "latency_ms", "error")
+ROW_FIELDS = ("item_id", "item_digest", "stage", "dimension", "item_type", "gold", "answer", "correct", "valid",
+              "refused", "expected_behavior", "prompt", "raw_output", "grader", "judgement", "logprobs",
+              "prompt_tokens", "completion_tokens", "latency_ms", "error")
+
+
+class LeaseLost(Exception):
+    """Another runner holds the run now (this one's lease expired and was taken over): stop without writing."""
 
 
 class DatabaseStore:
-    """Item results of one run; each batch commits on its own (a killed run loses at most one batch)."""
+    """Item results of one run; each batch commits on its own (a killed run loses at most one batch). With an
+    ``owner``, every batch renews the runner's lease and is refused once another runner has taken the run."""
 
-    def __init__(self, engine: Engine, run_id: int):
+    def __init__(self, engine: Engine, run_id: int, *, owner: str = "", ttl: timedelta = timedelta(seconds=60)):
         self.factory = make_session_factory(engine)
         self.run_id = run_id
         self.dialect = engine.dialect.name
+        self.owner, self.ttl = owner, ttl
 
     def done_ids(self) -> set[str]:
         with self.factory() as session:
@@ -40,12 +47,20 @@ class DatabaseStore:
         for value in values:
             value["error"] = value["error"] or ""
         with self.factory() as session:
+            now = utcnow()
+            if self.owner:
+                held = session.execute(update(AuditRun).where(AuditRun.id == self.run_id,
+                                                              AuditRun.lease_owner == self.owner)
+                                       .values(lease_expires_at=now + self.ttl)).rowcount
+                if held != 1:
+                    session.rollback()
+                    raise LeaseLost(f"audit run {self.run_id} is held by another runner")
             session.execute(insert(AuditItemResult).values(values).on_conflict_do_nothing(
                 index_elements=["run_id", "item_id"]))
             done = session.execute(select(func.count(AuditItemResult.id))
                                    .where(AuditItemResult.run_id == self.run_id)).scalar_one()
             session.execute(update(AuditRun).where(AuditRun.id == self.run_id)
-                            .values(items_done=done, heartbeat_at=utcnow()))
+                            .values(items_done=done, heartbeat_at=now))
             session.commit()
 
     def rows(self) -> list[dict[str, Any]]:
@@ -65,8 +80,16 @@ def run_rows(factory, run_id: int) -> list[dict[str, Any]]:
 
 
 def stale_runs(session: Session, older_than: timedelta, now: datetime | None = None) -> list[int]:
-    """Queued or running audits whose worker stopped (no heartbeat for ``older_than``)."""
-    cutoff = (now or utcnow()) - older_than
-    return list(session.execute(select(AuditRun.id).where(
-        AuditRun.status.in_([AuditStatus.QUEUED, AuditStatus.RUNNING]),
-        func.coalesce(AuditRun.heartbeat_at, AuditRun.created_at) < cutoff)).scalars())
+    """Audits whose runner stopped: running with an expired lease, or queued and never picked up for
+    ``older_than`` (a job lost on the way to its runner)."""
+    now = now or utcnow()
+    lapsed = (AuditRun.status == AuditStatus.RUNNING) & (
+        AuditRun.lease_expires_at.is_(None) | (AuditRun.lease_expires_at < now))
+    forgotten = (AuditRun.status == AuditStatus.QUEUED) & (
+        func.coalesce(AuditRun.heartbeat_at, AuditRun.created_at) < now - older_than)
+    return list(session.execute(select(AuditRun.id).where(lapsed | forgotten).order_by(AuditRun.id)).scalars())
+
+
+def errored_runs(session: Session) -> list[AuditRun]:
+    return list(session.execute(select(AuditRun).where(AuditRun.status == AuditStatus.ERROR)
+                                .order_by(AuditRun.id)).scalars())

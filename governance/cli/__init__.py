@@ -40,6 +40,9 @@ COMMANDS = {
     "rules": ("classify:rules", "The rule files, checklists and policies in regulations/ and checklists/."),
     "items": ("audit:items", "Benchmark item banks (FILE may be 'builtin', the shipped bank)."),
     "audit": ("audit:audit", "Benchmark audits."),
+    "policy": ("audit:policy", "Gate policies: what each criterion can detect with the items it names."),
+    "judge": ("judge:judge", "Graders of behaviour and open answers: validate one against human labels, list the "
+                             "records."),
     "demo": ("demo:demo", "Switch this instance to demo mode and seed it; prints the demo accounts."),
     "keys": ("dossiers:keys", "The institution's signing key."),
     "dossier": ("dossiers:dossier", "Signed PDF dossiers."),

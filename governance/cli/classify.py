@@ -7,6 +7,9 @@ from pathlib import Path
 import click
 
 from .. import datafiles
+from ..audit.items import load_named
+from ..audit.policy import feasibility_problems, load_policy, policy_files
+from ..audit.policy import plan as policy_plan
 from ..checklists import load_checklists
 from ..classification.descriptor import load_descriptor
 from ..classification.engine import classify as run_classifier
@@ -15,8 +18,7 @@ from ..classification.rules import load_ruleset, rule_files
 from ..committees import load_committee_rules
 from ..config import load_settings, resolve_instance_path
 from ..monitoring.policy import load_monitoring
-from ..operations import GovernanceError
-from ..audit.policy import load_policy, policy_files
+from ..errors import DataFileError, GovernanceError
 from .common import echo_json
 
 
@@ -102,6 +104,17 @@ def rules_validate(regulations: Path | None, checklists: Path | None, examples: 
     load_committee_rules(regulations_dir)
     load_monitoring(regulations_dir)
     policies = [load_policy(path) for path in policy_files(regulations_dir)]
+    sources = load_settings(resolve_instance_path()).item_sets
+    for policy in policies:
+        try:
+            item_set = load_named([(ref["name"], sources[ref["name"]]) for ref in policy["item_sets"]])
+        except KeyError as exc:
+            raise DataFileError(regulations_dir / policy["file"], None, "item_sets",
+                                f"names the item set {exc}, which this instance does not define") from None
+        problems = feasibility_problems(policy, policy_plan(policy, item_set))
+        if problems:
+            raise DataFileError(regulations_dir / policy["file"], None, "floors",
+                                "cannot keep its declared error rates with the items it names: " + "; ".join(problems))
     loaded = load_checklists(checklists_dir)
     if examples is not None:
         for path in sorted(examples.glob("*.y*ml")) + sorted(examples.glob("*.json")):

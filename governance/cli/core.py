@@ -16,7 +16,8 @@ from .. import eventlog, migrate, queries
 from ..config import CONFIG_FILE_NAME, new_secret_key, write_instance_config
 from ..db import get_db, get_session
 from ..domain import Role, values
-from ..models import Deployment, ModelVersion, Submission, User
+from ..gate import verify_run
+from ..models import AuditRun, Deployment, ModelVersion, Submission, User
 from ..operations import GovernanceError, fire
 from ..operations.users import create_user
 from ..security import check_password_strength
@@ -265,19 +266,26 @@ def log() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
 def log_verify(as_json: bool) -> None:
-    """Recompute the chain; exit non-zero naming the first broken sequence number."""
+    """Recompute the chain and every completed audit's verdict and digests; exit non-zero naming the first broken
+    sequence number and every audit run whose frozen design or results changed."""
     session = get_db(current_app).session_factory()
     try:
         report = eventlog.verify_chain(session)
         total = session.execute(select(func.count()).select_from(User)).scalar_one()
+        audits = session.execute(select(AuditRun).where(AuditRun.status == "completed")
+                                 .order_by(AuditRun.id)).scalars().all()
+        audit_problems = [problem for run in audits for problem in verify_run(session, run)]
     finally:
         session.close()
     if as_json:
-        echo_json({"ok": report.ok, "events": report.count, "head": report.head_hash, "broken_seq": report.broken_seq,
-                   "problem": report.problem, "users": total})
+        echo_json({"ok": report.ok and not audit_problems, "events": report.count, "head": report.head_hash,
+                   "broken_seq": report.broken_seq, "problem": report.problem, "users": total,
+                   "audits_verified": len(audits), "audit_problems": audit_problems})
     else:
         click.echo(report.describe())
-    if not report.ok:
+        click.echo(f"{len(audits)} completed audits: " + ("verdicts and digests match the chain" if not audit_problems
+                                                          else "; ".join(audit_problems)))
+    if not report.ok or audit_problems:
         raise SystemExit(1)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 from flask import current_app
 from flask.cli import with_appcontext
@@ -10,10 +12,13 @@ from ..demo import seed
 
 
 @click.command()
+@click.option("--medsafetybench", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="MedSafetyBench's folder (with test/<generator>/*.csv): its 900 evaluation requests are imported "
+                   "and every gate asks them beside the builtin bank.")
 @with_appcontext
-def demo() -> None:
+def demo(medsafetybench: Path | None) -> None:
     """Switch this instance to demo mode and seed it; prints the demo accounts."""
-    report = seed(current_app)
+    report = seed(current_app, medsafetybench)
     for line in report.created:
         click.echo(f"created {line}")
     click.echo("Cases:")

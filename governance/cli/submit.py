@@ -97,16 +97,25 @@ def junit(path: Path, case: dict[str, Any], *, decision_awaited: bool = True) ->
     audit = case.get("audit") or {}
     criteria = audit.get("criteria") or []
     suite = ElementTree.Element("testsuite", name=f"governance submission {case['id']}",
-                                tests=str(len(criteria) + 1))
+                                tests=str(len(criteria) + 1 + (audit.get("status") == "error")))
     failures = 0
+    errors = 0
+    if audit.get("status") == "error":
+        # the audit could not run: an error of the infrastructure, never a failure of the model
+        test = ElementTree.SubElement(suite, "testcase", classname="audit.gate", name="audit")
+        ElementTree.SubElement(test, "error", message=audit.get("error") or "the audit could not run").text = \
+            (audit.get("error") or "") + " — not a finding about the model; the case waits at the audit gate"
+        errors += 1
     for criterion in criteria:
         test = ElementTree.SubElement(suite, "testcase", classname="audit.gate", name=criterion["criterion"])
         detail = f"value {criterion['value']} against {criterion['threshold']}; {criterion.get('detail', '')}"
         if criterion["outcome"] == "fail":
             failures += 1
             ElementTree.SubElement(test, "failure", message=detail).text = detail
-        elif criterion["outcome"] == "inconclusive":
-            ElementTree.SubElement(test, "skipped", message="inconclusive: " + detail)
+        elif criterion["outcome"] in {"inconclusive", "second_stage"}:
+            ElementTree.SubElement(test, "skipped", message=f"{criterion['outcome']}: " + detail)
+        elif criterion["outcome"] == "reported":
+            ElementTree.SubElement(test, "system-out").text = "reported, not gating: " + detail
     decision = ElementTree.SubElement(suite, "testcase", classname="review", name="decision")
     outcome = (case.get("decision") or {}).get("outcome") or case["state"]
     if not decision_awaited and outcome not in APPROVED | NOT_APPROVED:
@@ -115,6 +124,7 @@ def junit(path: Path, case: dict[str, Any], *, decision_awaited: bool = True) ->
         failures += 1
         ElementTree.SubElement(decision, "failure", message=f"not approved: {outcome}").text = outcome
     suite.set("failures", str(failures))
+    suite.set("errors", str(errors))
     ElementTree.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
 
 

@@ -70,6 +70,14 @@ def _classification(session: Session, submission: Submission) -> dict[str, Any] 
             "confirmed_at": _iso(latest.confirmed_at), "obligations": obligations.with_status(session, submission)}
 
 
+def _judgement_shown(judgement: dict[str, Any]) -> dict[str, Any]:
+    """What a grader said about an item, as the appendix shows it (the full reply stays in the evidence file)."""
+    shown = {k: judgement[k] for k in ("label", "harm", "score", "critical_missed", "invalid") if k in judgement}
+    if judgement.get("reasoning"):
+        shown["reasoning"] = judgement["reasoning"][:300]
+    return shown
+
+
 def _audit(session: Session, run: AuditRun | None) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     if run is None:
         return None, None
@@ -82,9 +90,12 @@ def _audit(session: Session, run: AuditRun | None) -> tuple[dict[str, Any] | Non
               "answer": r["answer"] or (r["error"][:80] if r["error"] else "—"), "valid": r["valid"],
               "stem_zh": texts.get(r["item_id"], {}).get("stem_zh", ""),
               "stem_en": texts.get(r["item_id"], {}).get("stem_en", ""),
-              "raw": (r["raw_output"] or "")[:300] if r["item_type"] == "behavior" else ""}
+              "raw": (r["raw_output"] or "")[:300] if r["item_type"] in {"behavior", "open"} else "",
+              "grader": r.get("grader") or "exact", "judgement": _judgement_shown(r.get("judgement") or {})}
              for r in failing[:FAILING_ITEMS_SHOWN]]
     regression = summary.get("regression")
+    runs = session.execute(select(AuditRun).where(AuditRun.model_version_id == run.model_version_id)
+                           .order_by(AuditRun.id)).scalars().all()
     audit = {
         "id": run.id, "backend": run.backend, "model": run.model, "demo": run.demo, "status": run.status,
         "verdict": run.verdict, "reasons": run.verdict_reasons, "policy": run.policy, "frozen_at": _iso(run.frozen_at),
@@ -92,20 +103,27 @@ def _audit(session: Session, run: AuditRun | None) -> tuple[dict[str, Any] | Non
         "item_set_digest": run.item_set_digest, "items_source": run.items_source, "overall": summary.get("overall"),
         "dimensions": dimensions, "invalid_rate": summary.get("invalid_rate"), "over_refusal": summary.get("over_refusal"),
         "harmful_compliance": summary.get("harmful_compliance"),
-        "criteria": (summary.get("verdict_detail") or {}).get("criteria", []),
+        "criteria": summary.get("criteria") or (summary.get("verdict_detail") or {}).get("criteria", []),
+        "policy_digest": run.policy_digest, "results_digest": run.results_digest, "second_stage": run.second_stage,
+        "operating_characteristics": run.operating_characteristics or {},
+        "grader": run.grader or {},
+        "runs": [{"id": r.id, "purpose": r.purpose, "status": r.status, "verdict": r.verdict,
+                  "submission": r.submission_id, "created_at": _iso(r.created_at), "attempts": r.attempts,
+                  "counts": r.id == run.id} for r in runs],
         "regression": regression and {
-            "baseline_run": run.baseline_run_id, "margin": regression["margin"], "overall": regression["overall"],
-            "non_inferior": regression["non_inferior"], "method": regression["method"],
+            "baseline_run": run.baseline_run_id, "overall": regression["overall"], "tests": regression["tests"],
+            "no_significant_decline": regression["no_significant_decline"], "method": regression["method"],
+            "false_hold": regression["false_hold"], "paired_items": regression["paired_items"],
             "dimensions": [{"code": code, **entry} for code, entry in regression["dimensions"].items()]},
         "metadata": run.run_metadata, "failing": shown, "failing_total": len(failing),
         "failing_more": max(0, len(failing) - len(shown)),
         "chart_svg": charts.accuracy_chart(dimensions) if dimensions else "",
         "error": run.error,
     }
-    evidence = {"audit_run": run.id, "policy": run.policy, "summary": summary, "metadata": run.run_metadata,
-                "verdict": run.verdict, "verdict_reasons": run.verdict_reasons,
-                "items": [{k: r[k] for k in ("item_id", "dimension", "gold", "answer", "correct", "valid", "refused",
-                                             "error")} for r in results]}
+    evidence = {"audit_run": run.id, "policy": run.policy, "policy_digest": run.policy_digest, "plan": run.plan,
+                "operating_characteristics": run.operating_characteristics, "summary": summary,
+                "metadata": run.run_metadata, "verdict": run.verdict, "verdict_reasons": run.verdict_reasons,
+                "results_digest": run.results_digest, "items": results}
     return audit, evidence
 
 

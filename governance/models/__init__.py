@@ -1,6 +1,6 @@
 """The data model. Import models from here; each concept lives in its own module."""
 
-from .audits import AuditItemResult, AuditRun
+from .audits import AuditItemResult, AuditRun, GraderValidation
 from .base import NAMING_CONVENTION, utcnow
 from .deployments import Deployment, ModelVersion
 from .events import Event
@@ -13,7 +13,7 @@ from .users import ApiToken, RoleAssignment, User
 __all__ = [
     "NAMING_CONVENTION", "utcnow",
     "ApiToken", "Assignment", "AuditItemResult", "AuditRun", "ChecklistResponse", "Classification", "Comment",
-    "ConflictDeclaration", "Decision", "Deployment", "Dossier", "Event", "Incident", "Meeting",
+    "ConflictDeclaration", "Decision", "Deployment", "Dossier", "Event", "GraderValidation", "Incident", "Meeting",
     "MeetingAttendance", "ModelVersion", "Notification", "ObligationStatus", "RoleAssignment", "Submission",
     "User", "Vote",
 ]

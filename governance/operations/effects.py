@@ -99,7 +99,18 @@ def route(ctx: Context) -> None:
 def start_audit(ctx: Context) -> None:
     run = open_gate_audit(ctx.session, ctx.submission, ctx.settings, actor=ctx.actor, now=ctx.now)
     ctx.payload.update(audit_run=run.id, policy_id=run.policy.get("id"), policy_version=run.policy.get("version"),
-                       item_set_digest=run.item_set_digest, seed=run.seed)
+                       policy_digest=run.policy_digest, item_set_digest=run.item_set_digest,
+                       reserve_digest=run.reserve_digest or None, seed=run.seed)
+
+
+@effect("retry_audit")
+def retry_audit(ctx: Context) -> None:
+    """The same frozen run, started again from its stored results (its policy, items and seed do not change)."""
+    run = queries.latest_audit(ctx.session, ctx.submission)
+    ctx.payload.update(audit_run=run.id, previous_status=run.status, attempts=run.attempts)
+    run.status, run.cancel_requested, run.error = "queued", False, ""
+    run.lease_owner, run.lease_expires_at = "", None
+    jobs.enqueue(ctx.session, ctx.settings, "audit.run", key=run.id, run_id=run.id)
 
 
 @effect("emit_dossier")
@@ -112,12 +123,14 @@ def emit_dossier(ctx: Context) -> None:
 def record_audit_outcome(ctx: Context) -> None:
     run = queries.latest_audit(ctx.session, ctx.submission)
     ctx.payload.update(audit_run=run.id, verdict=run.verdict, verdict_reasons=run.verdict_reasons,
-                       demo=run.demo, accuracy=run.summary.get("overall", {}).get("accuracy"))
+                       demo=run.demo, accuracy=run.summary.get("overall", {}).get("accuracy"),
+                       results_digest=run.results_digest, policy_digest=run.policy_digest)
 
 
 @effect("resolve_materiality")
 def resolve_materiality(ctx: Context) -> None:
-    """A change whose materiality waited for the audit: non-inferior to the baseline stays minor."""
+    """A change whose materiality waited for the audit: with no significant decline against the approved version
+    it stays minor; otherwise it is material and goes to the full board."""
     submission = ctx.submission
     if submission.kind != SubmissionKind.CHANGE or submission.materiality != "depends_on_audit":
         return
@@ -125,13 +138,15 @@ def resolve_materiality(ctx: Context) -> None:
     regression = (run.summary or {}).get("regression")
     if not regression:
         return  # the audit did not get as far as the comparison: materiality stays open
-    non_inferior = bool(regression.get("non_inferior"))
-    submission.materiality = "minor" if non_inferior else "material"
-    if not non_inferior:
+    unchanged = bool(regression.get("no_significant_decline"))
+    submission.materiality = "minor" if unchanged else "material"
+    if not unchanged:
         submission.pathway = Pathway.FULL_BOARD.value
     ctx.payload.update(materiality=submission.materiality, pathway=submission.pathway,
-                       materiality_basis="audit regression " + ("non-inferior to" if non_inferior else
-                                                                "not shown non-inferior to") + " the approved baseline")
+                       materiality_basis="the paired audit shows " + (
+                           "no significant decline against" if unchanged else
+                           "a significant decline (" + ", ".join(regression.get("significant_declines", [])) +
+                           ") against") + " the approved version")
 
 
 @effect("escalate_to_full_board")

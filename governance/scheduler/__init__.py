@@ -22,12 +22,13 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from .. import jobs, queries
-from ..audit.store import stale_runs
+from ..audit.store import errored_runs, stale_runs
 from ..config import Settings
 from ..db import make_session_factory
 from ..domain import DeploymentStatus, Role, SuspensionCause
 from ..dossier.keys import SigningKeyError
 from ..errors import GovernanceError
+from ..gate import retry_due
 from ..models import AuditRun, Deployment, Submission, User, utcnow
 from ..monitoring.policy import load_monitoring
 from ..notify import notify, people_with_roles, send_emails
@@ -212,8 +213,12 @@ def _review_reaudits(session: Session, settings: Settings, report: TickReport) -
 
 
 def _resume_stalled(session: Session, settings: Settings, report: TickReport) -> None:
+    """Audits whose runner died (lease lapsed, or queued and never picked up) and errored audits whose back-off is
+    over are started again; a run resumes from its stored results."""
     busy = set(jobs.running("audit.run"))
-    for run_id in stale_runs(session, STALE_AUDIT_AFTER):
+    due = stale_runs(session, STALE_AUDIT_AFTER, report.now)
+    due += [run.id for run in errored_runs(session) if retry_due(run, report.now)]
+    for run_id in sorted(set(due)):
         if run_id not in busy:
             jobs.dispatch(session.get_bind(), settings, "audit.run", {"run_id": run_id}, key=run_id)
             report.resumed_audits.append(run_id)

@@ -98,8 +98,8 @@ def start_reaudit(session: Session, settings: Settings, deployment: Deployment, 
                         baseline=baseline, actor=None, now=now)
     eventlog.append(session, "reaudit_started", actor=None, deployment_id=deployment.id, payload={
         "audit_run": run.id, "model_version": version.version_label, "weights_digest": version.weights_digest,
-        "baseline_run": run.baseline_run_id, "policy_id": policy.get("id"), "item_set_digest": run.item_set_digest,
-        "seed": run.seed}, occurred_at=now)
+        "baseline_run": run.baseline_run_id, "policy_id": policy.get("id"), "policy_digest": run.policy_digest,
+        "item_set_digest": run.item_set_digest, "seed": run.seed}, occurred_at=now)
     outcome["run"] = run.id
     return outcome
 
@@ -109,14 +109,14 @@ def significant_regression(summary: dict[str, Any]) -> list[str]:
     reasons = []
     regression = summary.get("regression")
     if regression:
-        for code in regression.get("significant_declines", []):
-            entry = regression["dimensions"][code]
-            reasons.append(f"{code}: {entry['baseline_accuracy']:.1%} → {entry['accuracy']:.1%} "
-                           f"(Holm-adjusted McNemar p = {entry['p_holm']:.3g})")
-        if not regression.get("non_inferior") and not reasons:
-            low = regression["overall"]["difference_ci95"][0]
-            reasons.append(f"overall accuracy not shown non-inferior: 95% lower bound of the difference {low:+.3f} "
-                           f"below −{regression['margin']}")
+        for test in regression.get("tests", []):
+            if not test["declined"]:
+                continue
+            code = test["test"].removeprefix("decline:")
+            entry = regression["dimensions"].get(code)
+            change = (f"{entry['baseline_accuracy']:.1%} → {entry['accuracy']:.1%} " if entry else "")
+            reasons.append(f"{code}: {change}({test['worse']} answers worse, {test['better']} better; exact "
+                           f"McNemar p = {test['p_value']:.3g}, weighted Holm)")
     detail = summary.get("verdict_detail") or {}
     if detail.get("verdict") == "fail":
         reasons.append("the re-audit fails the gate policy: " + "; ".join(detail.get("failing", [])))
@@ -126,9 +126,9 @@ def significant_regression(summary: dict[str, Any]) -> list[str]:
 def review_reaudit(session: Session, settings: Settings, run: AuditRun, *, now: datetime | None = None) -> dict:
     """Judge a finished re-audit once: record it, and open an incident on a significant regression."""
     summary = dict(run.summary or {})
-    if run.purpose != "reaudit" or "monitoring" in summary or \
-            run.status not in {AuditStatus.COMPLETED, AuditStatus.FAILED}:
-        return summary.get("monitoring") or {}
+    if run.purpose != "reaudit" or run.review or \
+            run.status not in {AuditStatus.COMPLETED, AuditStatus.FAILED, AuditStatus.ERROR}:
+        return dict(run.review or {})
     # A re-audit started by a tick run with --now (a controlled clock) is reviewed on that clock too.
     now = now or max(utcnow(), run.created_at)
     version = session.get(ModelVersion, run.model_version_id)
@@ -137,7 +137,7 @@ def review_reaudit(session: Session, settings: Settings, run: AuditRun, *, now: 
     reasons = significant_regression(summary) if run.status == AuditStatus.COMPLETED else []
     review: dict[str, Any] = {"reviewed_at": eventlog.format_timestamp(now), "regression": reasons, "incident": None}
     overall = (summary.get("overall") or {}).get("accuracy")
-    if run.status == AuditStatus.FAILED:
+    if run.status in {AuditStatus.FAILED, AuditStatus.ERROR}:
         notify(session, settings, chairs, kind="reaudit", subject=f"Re-audit of {deployment.name} did not finish",
                body=run.error, link=f"/deployments/{deployment.id}", now=now)
     elif reasons and deployment.status != DeploymentStatus.RETIRED:
@@ -148,8 +148,7 @@ def review_reaudit(session: Session, settings: Settings, run: AuditRun, *, now: 
             what_happened=f"Scheduled re-audit #{run.id} shows a significant regression against the approved "
                           f"baseline (audit #{run.baseline_run_id}): " + "; ".join(reasons))
         review["incident"] = incident.id
-    summary["monitoring"] = review
-    run.summary = summary
+    run.review = review
     eventlog.append(session, "reaudit_completed", actor=None, deployment_id=deployment.id, payload={
         "audit_run": run.id, "status": run.status, "verdict": run.verdict, "accuracy": overall,
         "baseline_run": run.baseline_run_id, "regression": reasons, "incident": review["incident"],
@@ -160,7 +159,7 @@ def review_reaudit(session: Session, settings: Settings, run: AuditRun, *, now: 
 
 def unreviewed_reaudits(session: Session) -> list[int]:
     """Finished re-audits not yet judged (a worker on another host, or a crash before the review)."""
-    runs = session.execute(select(AuditRun.id, AuditRun.summary).where(
+    runs = session.execute(select(AuditRun.id, AuditRun.review).where(
         AuditRun.purpose == "reaudit", AuditRun.status.in_([AuditStatus.COMPLETED, AuditStatus.FAILED]))
         .order_by(AuditRun.id.desc()).limit(500)).all()
-    return sorted(run_id for run_id, summary in runs if "monitoring" not in (summary or {}))
+    return sorted(run_id for run_id, review in runs if not review)

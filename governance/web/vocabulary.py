@@ -33,8 +33,8 @@ TERMS: frozenset[str] = frozenset({
     N_("open"), N_("under review"), N_("closed"),
     N_("chair"), N_("continuing review overdue"),
     # audits: statuses, verdicts, purposes; dossier gates
-    N_("queued"), N_("running"), N_("completed"), N_("failed"), N_("cancelled"),
-    N_("pass"), N_("fail"), N_("inconclusive"),
+    N_("queued"), N_("running"), N_("completed"), N_("error"), N_("failed"), N_("cancelled"),
+    N_("pass"), N_("fail"), N_("inconclusive"), N_("second stage"), N_("reported"),
     N_("gate"),
     N_("audit"), N_("decision"), N_("suspension"), N_("continuing review"),
     # notification kinds (beyond the above)
@@ -79,11 +79,12 @@ TERMS: frozenset[str] = frozenset({
     # event names: the workflow's events ...
     N_("file"), N_("start screening"), N_("return to submitter"), N_("resubmit"), N_("accept"),
     N_("confirm classification"), N_("override classification"), N_("audit passed"), N_("audit failed"),
-    N_("rerun audit"), N_("escalate"), N_("assign reviewer"), N_("declare conflict"), N_("answer checklist"),
+    N_("rerun audit"), N_("retry audit"), N_("escalate"), N_("assign reviewer"), N_("declare conflict"), N_("answer checklist"),
     N_("schedule meeting"), N_("vote"), N_("reconsider"), N_("withdraw"), N_("comment"),
     N_("activate"), N_("suspend"), N_("reinstate"), N_("renew"), N_("expire"), N_("retire"),
     # ... and the records written beside them
-    N_("escalated to full board"), N_("audit cancel requested"), N_("adverse event reported"),
+    N_("escalated to full board"), N_("audit cancel requested"), N_("audit error"), N_("grader validated"),
+    N_("adverse event reported"),
     N_("api token created"), N_("api token revoked"), N_("attendance recorded"),
     N_("committee composition changed"), N_("configuration changed"), N_("demo seeded"),
     N_("deployment registered"), N_("descriptor updated"), N_("dossier emitted"), N_("incident reported"),

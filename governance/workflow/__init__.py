@@ -146,7 +146,10 @@ SUBMISSION_TRANSITIONS: tuple[Transition, ...] = tuple([
            guards=("audit_verdict_is_not_pass",),
            effects=("record_audit_outcome", "resolve_materiality", "emit_dossier")),
     *_each(S.HELD, "rerun_audit", S.AUDITING, CHAIR, N_("Run the audit again"),
-           guards=("not_own_case",), effects=("start_audit",), fields=(REASON,)),
+           guards=("not_own_case", "audit_may_run_again"), effects=("start_audit",), fields=(REASON,)),
+    # an audit that could not run (infrastructure) or was cancelled: the same frozen run, resumed
+    *_each(S.AUDITING, "retry_audit", None, CHAIR, N_("Try the audit again"),
+           guards=("not_own_case", "audit_stopped"), effects=("retry_audit",), fields=(REASON,)),
     *_each(S.HELD, "require_revisions", S.REVISIONS_REQUIRED, CHAIR, N_("Require revisions"),
            guards=("not_own_case",), effects=("record_decision", "emit_dossier"), fields=(REASON,), decisive=True),
     *_each(S.HELD, "escalate", S.IN_REVIEW, CHAIR | SUBMITTER, N_("Escalate to the full board"),

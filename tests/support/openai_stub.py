@@ -31,6 +31,10 @@ class StubConfig:
     record: bool = False
     #: Answers a request body (e.g. an :class:`tests.support.oracle.Oracle` that knows the gold answers).
     responder: Callable[[dict], str] | None = None
+    #: Answer every chat request with this raw body and status 200 (a server that is not OpenAI-compatible).
+    garbage: bytes | None = None
+    #: Answer every chat request with this status (an endpoint that is down behind its proxy).
+    always_status: int = 0
 
 
 def answer_for(body: dict, config: StubConfig) -> str:
@@ -80,6 +84,12 @@ class StubServer:
             self._loop.run_forever()
         finally:
             self._server.close()
+            # connections still open (a client that kept its keep-alive) end here, inside the loop, so no
+            # coroutine is left to be destroyed pending (an "unraisable" warning in a later test)
+            pending = [task for task in asyncio.all_tasks(self._loop) if not task.done()]
+            for task in pending:
+                task.cancel()
+            self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             self._loop.run_until_complete(self._server.wait_closed())
             self._loop.close()
 
@@ -91,7 +101,7 @@ class StubServer:
                 if request is None:
                     break
                 status, payload = await self._handle(request, body)
-                data = json.dumps(payload).encode()
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 headers = [("content-type", "application/json"), ("content-length", str(len(data)))]
                 writer.write(connection.send(h11.Response(status_code=status, headers=headers)))
                 writer.write(connection.send(h11.Data(data=data)))
@@ -132,6 +142,10 @@ class StubServer:
         if request.method != b"POST" or not target.endswith("/chat/completions"):
             return 404, {"error": {"message": f"no route {target}"}}
         self.requests += 1
+        if self.config.always_status:
+            return self.config.always_status, {"error": {"message": "internal details the audit must not show"}}
+        if self.config.garbage is not None:
+            return 200, self.config.garbage
         payload = json.loads(body or b"{}")
         if self.config.record:
             self.config.seen.append(payload)

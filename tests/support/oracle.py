@@ -35,6 +35,8 @@ class Oracle:
     def find(self, content: str) -> tuple[Item, str]:
         question = _QUESTION.search(content)
         key = question.group(1).strip() if question else content.split("\n\n")[-1].strip()
+        if key not in self._by_stem:  # an open item: its stem is the last line
+            key = content.strip().splitlines()[-1].strip()
         return self._by_stem[key]
 
     def __call__(self, body: dict) -> str:
@@ -46,6 +48,8 @@ class Oracle:
         with self._lock:
             self.asked[item.item_id] += 1
         right = item.item_id not in self.wrong
+        if item.item_type == "open":
+            return item.text(item.reference, lang) if right else COMPLIANCE[lang]
         if item.item_type == "behavior":
             refuse = item.expected_behavior in {"refuse", "safe_redirect"}
             if item.expected_behavior == "defer":
