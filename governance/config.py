@@ -88,6 +88,13 @@ class Settings(BaseSettings):
     judge_base_url: str = Field(default="", pattern=r"^$|^https?://[^\s]+$")
     #: sha256 of a local judge's weights (``govern version digest``), pinned in every run it grades.
     judge_weights_digest: str = Field(default="", pattern=r"^$|^[0-9a-f]{64}$")
+    #: What model endpoints may reach beyond public addresses (no server-side request forgery, see
+    #: ``governance.endpoints``): networks in CIDR form, host names, and ports (empty: any port).
+    endpoint_allow_networks: Annotated[tuple[str, ...], NoDecode] = ()
+    endpoint_allow_hosts: Annotated[tuple[str, ...], NoDecode] = ()
+    endpoint_allow_ports: Annotated[tuple[int, ...], NoDecode] = ()
+    #: Folders a submitted local model path may lie in (the GPU hosts' model store); empty: none.
+    model_roots: Annotated[tuple[str, ...], NoDecode] = ()
     #: vLLM engine options for gate audits of local model paths.
     vllm_tensor_parallel_size: int = Field(default=1, ge=1, le=64)
     vllm_pipeline_parallel_size: int = Field(default=1, ge=1, le=64)
@@ -114,11 +121,24 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(default=5, ge=1, le=100)
     login_lockout_minutes: int = Field(default=15, ge=1, le=24 * 60)
 
-    @field_validator("trust_roots", mode="before")
+    @field_validator("trust_roots", "endpoint_allow_networks", "endpoint_allow_hosts", "endpoint_allow_ports",
+                     "model_roots", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("endpoint_allow_networks", mode="after")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        import ipaddress
+
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"'{network}' is not a network in CIDR form (e.g. 10.20.0.0/16)") from None
         return value
 
     @field_validator("instance_path", mode="after")

@@ -24,7 +24,7 @@ from sqlalchemy import or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from . import digests, eventlog, queries
+from . import digests, endpoints, eventlog, jobs, queries
 from .audit import runner
 from .audit.backends import PLAIN_WORDS, BackendError, make_backend
 from .audit.items import load_source
@@ -107,9 +107,11 @@ def run_gate_audit(engine: Engine, settings: Settings, run_id: int, *, owner: st
         if run.status in {AuditStatus.COMPLETED, AuditStatus.CANCELLED, AuditStatus.FAILED}:
             return run
         if not claim(engine, run_id, owner, ttl):
-            log.info("audit run %s is held by another runner; not starting a second one", run_id)
             session.refresh(run)
-            return run
+            expires = run.lease_expires_at
+            wait = (expires - utcnow()).total_seconds() + 1 if expires else ttl.total_seconds()
+            raise jobs.RetryLater(wait, f"audit run {run_id} is held by runner {run.lease_owner} until {expires}; "
+                                        "not starting a second one")
         session.refresh(run)
         run.status = AuditStatus.RUNNING
         run.attempts += 1
@@ -140,7 +142,8 @@ def run_gate_audit(engine: Engine, settings: Settings, run_id: int, *, owner: st
                         raise BackendError("the model files' digest differs from the submitted weights digest: the "
                                            "model changed without change control", "model_files")
             everything = [*item_set.items, *(reserve.items if reserve else [])]
-            backend = make_backend(run.backend, run.model, items=everything, base_url=run.base_url,
+            address = _checked_address(run, settings)
+            backend = make_backend(run.backend, run.model, items=everything, base_url=run.base_url, address=address,
                                    concurrency=settings.audit_concurrency, seed=run.seed, demo_allowed=True,
                                    max_retries=settings.audit_max_retries, timeout=settings.audit_request_timeout,
                                    **(_vllm_options(settings) if run.backend == "vllm" else {}))
@@ -231,6 +234,17 @@ def _record_error(session: Session, settings: Settings, run: AuditRun, exc: Exce
 def _deployment_of(session: Session, run: AuditRun) -> int | None:
     version = session.get(ModelVersion, run.model_version_id) if run.model_version_id else None
     return version.deployment_id if version else None
+
+
+def _checked_address(run: AuditRun, settings: Settings) -> str | None:
+    """The address a network endpoint resolves to, if the institution allows it: the audit connects there and
+    nowhere else (the name is not resolved again, so it cannot be rebound)."""
+    if run.backend != "openai":
+        return None
+    try:
+        return endpoints.check(run.base_url, endpoints.EndpointPolicy.from_settings(settings)).address
+    except endpoints.EndpointRefused as exc:
+        raise BackendError(f"{PLAIN_WORDS['endpoint_refused']}: {exc}", "endpoint_refused") from None
 
 
 def _frozen_judge(run: AuditRun, settings: Settings):

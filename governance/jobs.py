@@ -52,6 +52,15 @@ class JobError(GovernanceError):
     """A job that cannot be run here (unknown, or this process did not assemble the system)."""
 
 
+class RetryLater(Exception):
+    """The job's subject is held by another runner (e.g. an audit whose lease has not lapsed): try again in
+    ``seconds``; if that runner died, its lease will have lapsed by then and this runner takes over."""
+
+    def __init__(self, seconds: float, why: str):
+        super().__init__(why)
+        self.seconds = max(1.0, seconds)
+
+
 def install(handlers: Mapping[str, Handler]) -> None:
     _handlers.update(handlers)
 
@@ -84,7 +93,10 @@ def dispatch(engine: Engine, settings: Settings, name: str, arguments: dict[str,
                                                       queue=QUEUES.get(name, DEFAULT_QUEUE))
         return mode
     if mode == "inline":
-        run(engine, settings, name, arguments)
+        try:
+            run(engine, settings, name, arguments)
+        except RetryLater as later:  # the caller does not wait: the scheduler resumes it if its runner died
+            log.info("job %s %s: %s", name, arguments, later)
         return mode
     _start_thread(engine, settings, name, arguments, key)
     return "thread"
@@ -103,13 +115,21 @@ def _start_thread(engine: Engine, settings: Settings, name: str, arguments: dict
     slot = (name, key if key is not None else object())
 
     def work() -> None:
+        later = None
         try:
             run(engine, settings, name, arguments)
+        except RetryLater as exc:
+            later = exc
         except Exception:  # the job's subject stays resumable; the operator reads the log
             log.exception("job %s %s stopped", name, arguments)
         finally:
             with _lock:
                 _threads.pop(slot, None)
+        if later is not None:
+            log.info("job %s %s: %s; trying again in %.0f s", name, arguments, later, later.seconds)
+            timer = threading.Timer(later.seconds, _start_thread, (engine, settings, name, arguments, key))
+            timer.daemon = True
+            timer.start()
 
     with _lock:
         if slot in _threads:

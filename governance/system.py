@@ -7,11 +7,13 @@ code wherever it lands. The guard and effect registries need no assembling: the 
 
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from . import jobs
 from .config import Settings
 from .db import make_session_factory
+from .domain import AuditStatus
 from .gate import run_gate_audit
 from .models import AuditRun
 from .notify import send_emails
@@ -45,8 +47,19 @@ def scheduler_pass(engine: Engine, settings: Settings) -> dict:
     return tick(engine, settings).as_dict()
 
 
-HANDLERS = {"audit.run": run_audit, "dossier.emit": emit_dossiers, "mail.send": send_mail,
-            "scheduler.tick": scheduler_pass}
+def adopt_running(engine: Engine, settings: Settings) -> list[int]:
+    """``audit.adopt`` (sent when a worker starts): every running audit is dispatched again. One whose runner is
+    alive keeps it (the new job waits for the lease and ends when the run does); one whose runner died with the
+    old worker is taken over as soon as its lease lapses, without waiting for the broker or the next tick."""
+    with make_session_factory(engine)() as session:
+        running = list(session.execute(select(AuditRun.id).where(AuditRun.status == AuditStatus.RUNNING)).scalars())
+    for run_id in running:
+        jobs.dispatch(engine, settings, "audit.run", {"run_id": run_id}, key=run_id)
+    return running
+
+
+HANDLERS = {"audit.run": run_audit, "audit.adopt": adopt_running, "dossier.emit": emit_dossiers,
+            "mail.send": send_mail, "scheduler.tick": scheduler_pass}
 
 
 def assemble() -> None:

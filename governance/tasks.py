@@ -18,7 +18,7 @@ import threading
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_shutdown
+from celery.signals import worker_process_shutdown, worker_ready
 
 from . import jobs, system
 from .config import Settings, load_settings, resolve_instance_path
@@ -75,6 +75,13 @@ def _dispose(**_kwargs) -> None:
     runtime.close()
 
 
+@worker_ready.connect
+def _resume_on_start(**_kwargs) -> None:
+    """A worker that starts (after a crash, a deploy) adopts the running audits: one whose runner died with the old
+    worker resumes as soon as its lease lapses, without waiting for the broker's redelivery or beat's next tick."""
+    run_job.apply_async(args=["audit.adopt", {}], queue=jobs.DEFAULT_QUEUE)
+
+
 def beat_schedule(settings: Settings) -> dict:
     """One scheduler pass every ``scheduler_interval`` seconds (it expires rather than piling up)."""
     return {"monitoring-tick": {"task": jobs.CELERY_TASK, "schedule": float(settings.scheduler_interval),
@@ -82,8 +89,13 @@ def beat_schedule(settings: Settings) -> dict:
                                 "options": {"queue": jobs.DEFAULT_QUEUE, "expires": float(settings.scheduler_interval)}}}
 
 
-@celery.task(name=jobs.CELERY_TASK, acks_late=True, reject_on_worker_lost=True)
-def run_job(name: str, arguments: dict[str, Any]) -> Any:
-    """Carry out one job of the port in this worker (its follow-up jobs go back through the broker)."""
+@celery.task(name=jobs.CELERY_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
+def run_job(self, name: str, arguments: dict[str, Any]) -> Any:
+    """Carry out one job of the port in this worker (its follow-up jobs go back through the broker). A job
+    whose subject another runner holds is sent again later: a redelivered audit whose first runner was killed
+    waits for that runner's lease to lapse, then takes over."""
     engine, settings = runtime.get()
-    return jobs.run(engine, settings, name, arguments)
+    try:
+        return jobs.run(engine, settings, name, arguments)
+    except jobs.RetryLater as later:
+        raise self.retry(countdown=later.seconds, exc=later) from None

@@ -159,6 +159,8 @@ def make_app(instance: Path, database_url: str, **overrides):
     config = {"instance_path": instance, "database_url": database_url, "secret_key": TEST_SECRET, "demo_mode": True,
               "audit_dispatch": "inline", "dossier_dispatch": "queue", "mail_dispatch": "inline",
               "regulations_dir": TEST_REGULATIONS, "item_sets": {"builtin": str(SMALL_BANK)},
+              # the scripted models and judges tests start listen on loopback; the SSRF tests use an app without it
+              "endpoint_allow_networks": ("127.0.0.0/8",),
               "TESTING": True, "WTF_CSRF_ENABLED": False, **overrides}
     return create_app(config)
 

@@ -25,7 +25,7 @@ from governance import migrate
 from governance.audit.items import load_items
 from governance.config import write_instance_config
 
-from .conftest import POSTGRES_URL, REQUIRE_SERVICES, _schema_url
+from .conftest import POSTGRES_URL, REQUIRE_SERVICES, SMALL_BANK, TEST_REGULATIONS, _schema_url
 from .support.openai_stub import StubConfig, StubServer
 from .support.oracle import Oracle
 
@@ -100,7 +100,8 @@ class Topology:
         as a power cut or the OOM killer would: nothing gets to acknowledge or clean up."""
         processes = self._descendants(self.worker.pid)
         assert processes, "the worker process was not running"
-        for pid in processes:
+        os.killpg(self.worker.pid, signal.SIGKILL)  # honcho and what stayed in its process group
+        for pid in processes:  # and whatever left the group
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -113,12 +114,21 @@ class Topology:
 
     def stop(self) -> None:
         for process in (self.worker, self.services):
-            if process is not None and process.poll() is None:
+            if process is None:
+                continue
+            left = self._descendants(process.pid) if process.poll() is None else []
+            if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
                 try:
                     process.wait(timeout=30)
                 except subprocess.TimeoutExpired:
                     os.killpg(process.pid, signal.SIGKILL)
+                    process.wait(timeout=30)
+            for pid in left:  # nothing of the topology outlives the test
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
 
 @pytest.fixture
@@ -138,7 +148,11 @@ def topology(tmp_path):
     running = Topology(instance, url)
     write_instance_config(instance, {
         "database_url": url, "broker_url": f"redis://127.0.0.1:{running.redis_port}/0",
-        "signing_passphrase": "topology signing passphrase", "audit_concurrency": 4, "audit_batch": 25,
+        "signing_passphrase": "topology signing passphrase", "audit_concurrency": 2, "audit_batch": 10,
+        # the workflow tests' sample of the bank under their relaxed policies: the topology, not the statistics
+        "item_sets": {"builtin": str(SMALL_BANK)}, "regulations_dir": str(TEST_REGULATIONS),
+        "endpoint_allow_networks": ["127.0.0.0/8"],  # the scripted model listens on loopback
+        "audit_lease_seconds": 5,  # a killed runner's lease lapses soon: the redelivered task takes over
         "job_visibility_timeout": 10, "institution_name": "Topology Test Hospital"})
     try:
         yield running
@@ -173,9 +187,9 @@ def test_the_procfile_topology_survives_a_killed_worker_and_approves_a_case(topo
               for name in people}
     t.start_services()
     t.start_worker()
-    bank = load_items("builtin")
+    bank = load_items(str(SMALL_BANK))
     oracle = Oracle(bank.items)
-    with StubServer(StubConfig(model="topology-model", latency=0.02, responder=oracle)) as model, \
+    with StubServer(StubConfig(model="topology-model", latency=0.05, responder=oracle)) as model, \
             httpx.Client(base_url=f"{t.url}/api/v1", timeout=30) as api:
         def call(who: str, method: str, path: str, **body):
             reply = api.request(method, path, headers={"Authorization": f"Bearer {tokens[who]}"},

@@ -26,7 +26,19 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from scipy.stats import binom
+
+
+class _Binomial:
+    """``scipy.stats.binom``, imported when a plan is first computed (importing scipy.stats costs about a second,
+    which every command would otherwise pay at start-up)."""
+
+    def __getattr__(self, name: str):
+        from scipy.stats import binom as distribution
+
+        return getattr(distribution, name)
+
+
+binom = _Binomial()
 
 
 # --- floors: acceptance-sampling plans ------------------------------------------------------------

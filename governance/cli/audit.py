@@ -370,7 +370,11 @@ def audit_resume(run_id: int | None, stale_minutes: int) -> None:
     session.close()
     settings = current_app.config["GOVERNANCE"]
     for target in targets:
-        jobs.run(get_db().engine, settings, "audit.run", {"run_id": target})
+        try:
+            jobs.run(get_db().engine, settings, "audit.run", {"run_id": target})
+        except jobs.RetryLater as later:
+            click.echo(f"audit {target}: {later} (it can be resumed in {later.seconds:.0f} s if that runner died)")
+            continue
         finished = session.get(AuditRun, target)
         click.echo(f"audit {target}: {finished.status} {finished.verdict or ''}")
         session.close()

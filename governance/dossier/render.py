@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import pydyf
+from functools import cache
+
 from jinja2 import FileSystemLoader, StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
-from weasyprint import HTML, Attachment
-from weasyprint.urls import URLFetcher
 
 TEMPLATE = "dossier.html"
 SIGNATURE_BOX_ID = "signature-box"
@@ -24,24 +23,36 @@ MANIFEST_KEY = "GovernanceEvidence"
 PX_TO_PT = 0.75
 
 
-class RefusingFetcher(URLFetcher):
-    """Fetches data: URLs and files inside the reports folder; refuses everything else (and records it)."""
+@cache
+def _fetcher_class():
+    """WeasyPrint is imported when the first dossier is rendered, not when a command starts (0.7 s)."""
+    from weasyprint.urls import URLFetcher
 
-    def __init__(self, root: Path):
-        super().__init__(allowed_protocols={"file", "data"}, allow_redirects=False, timeout=1)
-        self.root = root.resolve()
-        self.refused: list[str] = []
+    class Refusing(URLFetcher):
+        """Fetches data: URLs and files inside the reports folder; refuses everything else (and records it)."""
 
-    def fetch(self, url, headers=None):
-        parts = urlsplit(url)
-        if parts.scheme == "data":
-            return super().fetch(url, headers)
-        if parts.scheme == "file":
-            target = Path(unquote(parts.path)).resolve()
-            if target.is_relative_to(self.root) and target.is_file():
+        def __init__(self, root: Path):
+            super().__init__(allowed_protocols={"file", "data"}, allow_redirects=False, timeout=1)
+            self.root = root.resolve()
+            self.refused: list[str] = []
+
+        def fetch(self, url, headers=None):
+            parts = urlsplit(url)
+            if parts.scheme == "data":
                 return super().fetch(url, headers)
-        self.refused.append(url)
-        raise ValueError(f"the dossier may only use its own assets; refused {url}")
+            if parts.scheme == "file":
+                target = Path(unquote(parts.path)).resolve()
+                if target.is_relative_to(self.root) and target.is_file():
+                    return super().fetch(url, headers)
+            self.refused.append(url)
+            raise ValueError(f"the dossier may only use its own assets; refused {url}")
+
+    return Refusing
+
+
+def RefusingFetcher(root: Path):  # noqa: N802 - a class to its callers, built on first use
+    """A URL fetcher that reads data: URLs and files inside ``root`` only, and records what it refused."""
+    return _fetcher_class()(root)
 
 
 @dataclass
@@ -64,6 +75,9 @@ def environment(reports_dir: Path) -> SandboxedEnvironment:
 
 
 def render(context: dict[str, Any], attachments: dict[str, bytes], reports_dir: Path) -> Rendered:
+    import pydyf
+    from weasyprint import HTML, Attachment
+
     html = environment(reports_dir).get_template(TEMPLATE).render(**context)
     fetcher = RefusingFetcher(reports_dir)
     logger = logging.getLogger("weasyprint")
@@ -87,7 +101,7 @@ def render(context: dict[str, Any], attachments: dict[str, bytes], reports_dir: 
                 "submission": context["submission"]["id"], "gate": context["gate"],
                 "chain_head": context["chain"]["head"]}
 
-    def finisher(_document, pdf: pydyf.PDF) -> None:
+    def finisher(_document, pdf) -> None:
         pdf.catalog[MANIFEST_KEY] = pydyf.String(json.dumps(manifest, sort_keys=True))
 
     files = [Attachment(string=data, name=name, description=f"sha256 {manifest['attachments'][name]}")

@@ -6,15 +6,13 @@ import asyncio
 import io
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
-
-from pyhanko import stamp
-from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
-from pyhanko.sign import fields, signers
-from pyhanko.sign.timestamps import HTTPTimeStamper
+from typing import TYPE_CHECKING, TypeVar
 
 from ..config import Settings
 from .keys import SigningKeyError, passphrase, paths
+
+if TYPE_CHECKING:  # pyHanko is imported when the first dossier is signed, not when a command starts
+    from pyhanko.sign import signers
 
 T = TypeVar("T")
 
@@ -34,6 +32,8 @@ def outside_event_loop(call: Callable[[], T]) -> T:
 
 
 def load_signer(settings: Settings) -> signers.SimpleSigner:
+    from pyhanko.sign import signers
+
     where = paths(settings)
     if not where.pkcs12.exists():
         raise SigningKeyError(f"no signing key at {where.pkcs12}: run `govern keys init`")
@@ -46,6 +46,11 @@ def load_signer(settings: Settings) -> signers.SimpleSigner:
 
 def sign(pdf: bytes, box: tuple[int, float, float, float, float], settings: Settings, *, reason: str,
          signer: signers.SimpleSigner | None = None) -> bytes:
+    from pyhanko import stamp
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.sign import fields, signers
+    from pyhanko.sign.timestamps import HTTPTimeStamper
+
     signer = signer or load_signer(settings)
     page, x1, y1, x2, y2 = box
     writer = IncrementalPdfFileWriter(io.BytesIO(pdf))

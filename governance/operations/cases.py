@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlmodel import Session
 
-from .. import eventlog, obligations, queries
+from .. import endpoints, eventlog, obligations, queries
 from ..classification.descriptor import canonical_sha256, descriptor_from_dict
 from ..datafiles import DataFileError
 from ..config import Settings
@@ -98,7 +98,9 @@ def submit_model_version(session: Session, settings: Settings, deployment: Deplo
     records the version, opens its case and, unless it is kept as a draft, submits it."""
     if not can_manage_deployment(session, actor, deployment):
         raise NotPermitted("only the deployment's owner or the chair submits its model versions")
-    recorded = add_model_version(session, deployment, actor=actor, version=validated_version(version))
+    clean = validated_version(version)
+    endpoints.check_submitted(clean.endpoint, settings)  # a submitter's endpoint reaches only what is allowed
+    recorded = add_model_version(session, deployment, actor=actor, version=clean)
     case = open_submission(session, kind=kind, deployment=deployment, model_version=recorded, submitter=actor,
                            title=title, summary=summary)
     if submit:

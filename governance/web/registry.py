@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import json
@@ -9,7 +10,6 @@ import os
 import threading
 from pathlib import Path
 
-import pandas as pd
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_file, url_for
 from flask_babel import gettext as _
 from sqlalchemy import func, select
@@ -87,24 +87,37 @@ SORTS = {"name": Deployment.name, "status": Deployment.status, "due": Deployment
          "updated": Deployment.updated_at}
 
 
-def _rows_for_export(session) -> pd.DataFrame:
+EXPORT_COLUMNS = ("deployment_id", "name", "scenario", "status", "owner", "approved_version", "weights_digest",
+                  "nmpa_status", "review_as_class", "pathway", "fda_cds", "eu_mdr", "eu_mdr_class",
+                  "eu_ai_act_high_risk", "obligations", "open_obligations", "model_versions", "continuing_review_due",
+                  "registered")
+#: A cell a spreadsheet would read as a formula (OWASP, CSV injection): =, +, -, @, tab, carriage return.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def inert(value):
+    """A CSV cell no spreadsheet evaluates: text that would start a formula is prefixed with a quote (XLSX cells
+    are typed as strings instead)."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def _rows_for_export(session) -> list[tuple]:
     rows = session.execute(registry_query().order_by(Deployment.name)).all()
     records = []
     for row in rows:
         d = row.Deployment
         result = row.result or {}
-        records.append({
-            "deployment_id": d.id, "name": d.name, "scenario": d.scenario, "status": d.status, "owner": row.owner,
-            "approved_version": row.version_label, "weights_digest": row.weights_digest,
-            "nmpa_status": row.nmpa_status, "review_as_class": row.review_as_class, "pathway": row.pathway,
-            "fda_cds": (result.get("fda_cds") or {}).get("status"), "eu_mdr": (result.get("eu_mdr") or {}).get("status"),
-            "eu_mdr_class": (result.get("eu_mdr") or {}).get("class"),
-            "eu_ai_act_high_risk": (result.get("eu_ai_act") or {}).get("high_risk"),
-            "obligations": ", ".join(o["id"] for o in result.get("obligations", [])),
-            "open_obligations": row.open_obligations, "model_versions": row.versions,
-            "continuing_review_due": d.continuing_review_due.isoformat() if d.continuing_review_due else None,
-            "registered": d.created_at.isoformat(timespec="seconds")})
-    return pd.DataFrame.from_records(records, columns=list(records[0]) if records else ["deployment_id", "name"])
+        records.append((
+            d.id, d.name, d.scenario, d.status, row.owner, row.version_label, row.weights_digest, row.nmpa_status,
+            row.review_as_class, row.pathway, (result.get("fda_cds") or {}).get("status"),
+            (result.get("eu_mdr") or {}).get("status"), (result.get("eu_mdr") or {}).get("class"),
+            (result.get("eu_ai_act") or {}).get("high_risk"),
+            ", ".join(o["id"] for o in result.get("obligations", [])), row.open_obligations, row.versions,
+            d.continuing_review_due.isoformat() if d.continuing_review_due else None,
+            d.created_at.isoformat(timespec="seconds")))
+    return records
 
 
 @bp.get("/registry")
@@ -123,18 +136,35 @@ def index():
 @bp.get("/registry.csv")
 @require_roles(*REGISTRY_ROLES)
 def export_csv():
-    frame = _rows_for_export(get_session())
-    buffer = io.BytesIO(frame.to_csv(index=False).encode("utf-8-sig"))
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(EXPORT_COLUMNS)
+    writer.writerows(("" if v is None else inert(v) for v in row) for row in _rows_for_export(get_session()))
+    buffer = io.BytesIO(text.getvalue().encode("utf-8-sig"))  # the BOM makes Excel read the file as UTF-8
     return send_file(buffer, mimetype="text/csv", as_attachment=True, download_name="ai-registry.csv")
 
 
 @bp.get("/registry.xlsx")
 @require_roles(*REGISTRY_ROLES)
 def export_xlsx():
-    frame = _rows_for_export(get_session())
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet("AI registry")
+    sheet.append(EXPORT_COLUMNS)
+
+    def cell(value):
+        if not isinstance(value, str):
+            return value
+        written = WriteOnlyCell(sheet, value=value)
+        written.data_type = "s"  # a string cell, never a formula, whatever the text starts with
+        return written
+
+    for row in _rows_for_export(get_session()):
+        sheet.append([cell(value) for value in row])
     buffer = io.BytesIO()
-    with pd.ExcelWriter(buffer, engine="openpyxl") as writer:
-        frame.to_excel(writer, index=False, sheet_name="AI registry")
+    workbook.save(buffer)
     buffer.seek(0)
     return send_file(buffer, mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
                      as_attachment=True, download_name="ai-registry.xlsx")
