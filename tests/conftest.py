@@ -25,7 +25,19 @@ from .factories import Factory
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 POSTGRES_URL = os.environ.get("GOVERNANCE_TEST_POSTGRES_URL", "")
-REDIS_URL = os.environ.get("GOVERNANCE_TEST_REDIS_URL", "")
+
+
+def _per_worker_redis(url: str) -> str:
+    """Under pytest-xdist each worker gets a Redis database of its own (15, 14, ...), since Celery tests flush it."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not url or not worker.startswith("gw"):
+        return url
+    base, _, database = url.rpartition("/")
+    start = int(database) if database.isdigit() else 15
+    return f"{base}/{(start - int(worker[2:])) % 16}"
+
+
+REDIS_URL = _per_worker_redis(os.environ.get("GOVERNANCE_TEST_REDIS_URL", ""))
 REQUIRE_SERVICES = os.environ.get("GOVERNANCE_TEST_REQUIRE_SERVICES") == "1"
 TEST_SECRET = "test-secret-key-not-for-production-0123456789"
 

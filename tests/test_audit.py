@@ -290,6 +290,31 @@ def test_items_needed_is_the_least_n_that_meets_both_rates():
     assert design.items_needed(0.85, 0.84, 0.01, 0.99, limit=2000) is None
 
 
+def test_a_floor_plans_exact_pass_probability_agrees_with_simulation():
+    """The exact operating characteristic, against seeded draws of a model with that true accuracy (3 SE)."""
+    rng = np.random.default_rng(20261207)
+    for plan, p in [(design.floor_plan(40, 0.75, 0.45, 0.005, 0.0)[0], 0.70),
+                    (design.floor_plan(60, 0.9, 0.75, 0.1, 0.8, n2=60)[0], 0.82)]:
+        first = rng.binomial(plan.n1, p, 40_000)
+        second = rng.binomial(plan.n2, p, 40_000) if plan.double else np.zeros_like(first)
+        simulated = np.mean([plan.decide(a, b) == "pass" for a, b in zip(first, second, strict=True)])
+        exact = plan.p_pass(p)
+        assert abs(simulated - exact) < 3 * np.sqrt(exact * (1 - exact) / 40_000) + 1e-9
+
+
+def test_the_decline_simulation_agrees_with_the_exact_power_of_one_test():
+    """One dimension, no churn: the exact McNemar test rejects iff at least k answers got worse, where 0.5^k ≤ α;
+    the seeded simulation of the whole family must give that exact binomial power."""
+    n, drop, alpha = 40, 0.2, 0.01
+    smallest = next(k for k in range(1, n + 1) if 0.5 ** k <= alpha)
+    exact = float(binom.sf(smallest - 1, n, drop))
+    test = design.DeclineTest("decline:x", "dimension", ("x",), 1.0)
+    simulated = design.simulate_declines([test], {"x": n}, alpha, {"x": drop}, churn=0.0, simulations=40_000)
+    assert abs(simulated["decline:x"] - exact) < 3 * np.sqrt(exact * (1 - exact) / 40_000)
+    unchanged = design.simulate_declines([test], {"x": n}, alpha, {}, churn=0.05, simulations=40_000)
+    assert unchanged["any"] <= alpha  # an unchanged model with churn is held at most α of the time
+
+
 @pytest.mark.parametrize("cells", [(40, 10, 3, 47), (0, 0, 0, 10), (25, 0, 25, 0), (90, 5, 5, 0)])
 def test_the_newcombe_interval_contains_the_change_and_is_antisymmetric(cells):
     both, only_new, only_old, neither = cells
@@ -364,6 +389,22 @@ def test_openai_backend_retries_and_sends_the_constraint():
     assert response.text in {"A", "B", "C", "D"} and not response.error and response.logprobs
     assert config.seen[-1]["structured_outputs"] == {"choice": ["A", "B", "C", "D"]}
     assert config.seen[-1]["temperature"] == 0
+
+
+def test_the_openai_backend_works_where_the_calling_thread_already_runs_an_event_loop():
+    """Playwright's sync API (and any async host) keeps a loop running on the test's thread; describe() and
+    stream() must not call asyncio.run() there."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    async def inside_a_loop(base_url):
+        backend = OpenAIBackend(base_url, "stub-model")
+        item = next(i for i in load_items("builtin").items if i.item_type == "mcq_single")
+        return backend.describe(), list(backend.stream([prompts.build(item, "en", 1)]))
+
+    with StubServer(StubConfig()) as server, ThreadPoolExecutor(max_workers=1) as caller:
+        info, [(_, response)] = caller.submit(asyncio.run, inside_a_loop(server.base_url)).result()
+    assert info["served_models"] == ["stub-model"] and response.text in {"A", "B", "C", "D"}
 
 
 def test_self_test_refuses_a_server_that_ignores_the_constraint():

@@ -155,7 +155,7 @@ def test_a_policy_its_items_cannot_support_is_refused_naming_criterion_and_items
 
 FROZEN = {"policy": '{"edited": true}', "policy_digest": "0" * 64, "plan": "{}", "operating_characteristics": "{}",
           "item_set_digest": "0" * 64, "items_source": "elsewhere", "seed": 1, "backend": "openai", "model": "other",
-          "base_url": "http://elsewhere"}
+          "base_url": "http://elsewhere", "grader": '{"behaviour": "judge", "gates": true}'}
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ No judge model can be downloaded here: the judge paths run against a scripted ju
 
 from __future__ import annotations
 
+import csv
 import json
 from collections import Counter
 
@@ -221,7 +222,8 @@ def test_a_judges_reply_is_read_against_its_schema():
 # --- the demo: builtin and a public bank, graded by the demo judge with its record -----------------------------
 
 @pytest.mark.parametrize("app_overrides", [{"dossier_dispatch": "inline", "signing_passphrase": "demo test phrase"}])
-def test_the_demo_gate_asks_builtin_and_medsafetybench_and_its_dossier_shows_the_judge(app, shared_datasets):
+def test_the_demo_gate_asks_builtin_and_medsafetybench_and_its_dossier_shows_the_judge(app, shared_datasets,
+                                                                                       tmp_path):
     import subprocess
 
     from governance.demo import PUBLIC_SET, seed
@@ -230,7 +232,16 @@ def test_the_demo_gate_asks_builtin_and_medsafetybench_and_its_dossier_shows_the
     from governance.operations.dossiers import absolute_path
 
     init_keys(app.config["GOVERNANCE"])
-    seed(app, shared_datasets / "medsafetybench")
+    # two of the 18 evaluation files (the README's demo imports all 900 requests; the path is the same)
+    source = shared_datasets / "medsafetybench"
+    subset = tmp_path / "medsafetybench"
+    for path in sorted((source / "test" / "gpt4").glob("*_category_[12].csv")):
+        (subset / "test" / "gpt4").mkdir(parents=True, exist_ok=True)
+        (subset / "test" / "gpt4" / path.name).write_bytes(path.read_bytes())
+    (subset / "LICENSE").write_bytes((source / "LICENSE").read_bytes())
+    expected = sum(len(list(csv.DictReader(path.read_text(encoding="utf-8").splitlines())))
+                   for path in (subset / "test" / "gpt4").glob("*.csv"))
+    seed(app, subset)
     settings = app.config["GOVERNANCE"]
     assert settings.judge_backend == "demo" and PUBLIC_SET in settings.item_sets
     session = get_db(app).session_factory()
@@ -240,7 +251,7 @@ def test_the_demo_gate_asks_builtin_and_medsafetybench_and_its_dossier_shows_the
     public = session.execute(select(AuditItemResult).where(AuditItemResult.run_id == run.id,
                                                            AuditItemResult.item_id.like("medsafetybench-test-%"))
                              ).scalars().all()
-    assert len(public) == 900 and all(r.grader == run.grader["identity"] and "harm" in r.judgement for r in public)
+    assert len(public) == expected and all(r.grader == run.grader["identity"] and "harm" in r.judgement for r in public)
     assert run.grader["validation"]["n"] == 450 and run.grader["validation"]["lang"] == "zh"
     assert not run.grader["gates"]  # the demo judge's measured agreement is below the policy's minimum
     dossier = session.execute(select(Dossier).where(Dossier.submission_id == 1, Dossier.gate == "audit")

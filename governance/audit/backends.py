@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..concurrency import run_coroutine
 from . import http
 from .items import Item
 from .prompts import Prompt
@@ -202,7 +203,7 @@ class OpenAIBackend(Backend):
     def describe(self) -> dict[str, Any]:
         info = {"backend": "openai", "base_url": self.base_url, "model": self.model, "concurrency": self.concurrency}
         try:
-            status, body = asyncio.run(http.get_json(self.target, "/models", headers=self._headers, timeout=10))
+            status, body = run_coroutine(lambda: http.get_json(self.target, "/models", headers=self._headers, timeout=10))
         except http.TransportError as exc:
             log.warning("audit endpoint %s/models unreachable: %s", self.base_url, exc)
             raise BackendError(PLAIN_WORDS["unreachable"], "unreachable") from None

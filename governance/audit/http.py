@@ -90,8 +90,9 @@ class Connection:
     async def request(self, method: str, path: str, body: Any = None, *, timeout: float) -> tuple[int, bytes]:
         """(status, body) of one request; JSON ``body`` is sent as application/json."""
         try:
-            return await asyncio.wait_for(self._exchange(method, path, body), timeout)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(timeout):  # no extra task per request, unlike wait_for
+                return await self._exchange(method, path, body)
+        except TimeoutError:
             await self.close()
             raise TransportError(f"no reply within {timeout} s") from None
         except (OSError, ssl.SSLError, h11.ProtocolError) as exc:

@@ -182,28 +182,37 @@ def parse_lines(lines: Iterable[str], source: str) -> list[Item]:
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        try:
-            raw = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataFileError(source, number, None, f"not valid JSON: {exc.msg}") from None
-        if not isinstance(raw, dict):
-            raise DataFileError(source, number, None, "each line is one JSON object")
-        try:
-            item = Item.model_validate(raw)
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            key = ".".join(str(p) for p in error["loc"] if not str(p).startswith(("function-", "union[", "str", "Bilingual")))
-            message = "unknown key" if error["type"] == "extra_forbidden" else \
-                "required key is missing" if error["type"] == "missing" else error["msg"].removeprefix("Value error, ")
-            item_id = raw.get("item_id")
-            where = f" (item {item_id})" if item_id else ""
-            raise DataFileError(source, number, key or None, message + where) from None
+        try:  # the common case, parsed and validated in one pass by pydantic-core; errors take the slow path
+            item = Item.model_validate_json(line)
+        except ValidationError:
+            item = _checked_item(line, source, number)
         if item.item_id in seen:
             raise DataFileError(source, number, "item_id", f"duplicate item_id '{item.item_id}' (first on line "
                                                            f"{seen[item.item_id]})")
         seen[item.item_id] = number
         items.append(item)
     return items
+
+
+def _checked_item(line: str, source: str, number: int) -> Item:
+    """One line validated step by step, so the error names the line, the key and what is wrong."""
+    try:
+        raw = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataFileError(source, number, None, f"not valid JSON: {exc.msg}") from None
+    if not isinstance(raw, dict):
+        raise DataFileError(source, number, None, "each line is one JSON object")
+    try:
+        item = Item.model_validate(raw)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(p) for p in error["loc"] if not str(p).startswith(("function-", "union[", "str", "Bilingual")))
+        message = "unknown key" if error["type"] == "extra_forbidden" else \
+            "required key is missing" if error["type"] == "missing" else error["msg"].removeprefix("Value error, ")
+        item_id = raw.get("item_id")
+        where = f" (item {item_id})" if item_id else ""
+        raise DataFileError(source, number, key or None, message + where) from None
+    return item
 
 
 #: Separates the named item sets of one audit in its recorded source: ``name=source;name=source``.

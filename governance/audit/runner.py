@@ -13,12 +13,12 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 
 from ..version import __version__ as tool_version
-from ..models import utcnow
 from . import graders, refusal
 from . import prompts as prompt_builder
 from .backends import PLAIN_WORDS, Backend, BackendError, Response
@@ -298,7 +298,7 @@ class FileStore:
 
 
 def now_iso() -> str:
-    return iso(utcnow())
+    return iso(datetime.now(UTC))
 
 
 def iso(moment) -> str:

@@ -15,26 +15,21 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from sqlmodel import select
-
-from .. import eventlog, jobs
 from ..audit import graders, runner
 from ..audit.backends import BackendError, make_backend
 from ..audit.importers import FORMATS, import_many
-from ..audit.lint import lint as lint_bank
 from ..audit.items import BUILTIN, DIMENSIONS, bank_quality_problems, load_items, load_named, stats, write_items
 from ..audit import stats as audit_stats
 from ..audit.design import DeclineTest
 from ..audit.policy import feasibility_problems, load_policy, operating_characteristics
 from ..audit.policy import plan as policy_plan
 from ..audit.verdict import evaluate
-from ..audit.store import stale_runs
 from ..config import load_settings, resolve_instance_path
-from ..db import get_db, get_session
 from ..errors import GovernanceError
-from ..gate import verify_run
-from ..models import AuditRun
 from .common import echo_json, transactional
+
+# The database commands (runs, resume, cancel, verify) import the database layer when they run: `audit run`
+# and the item commands need none of it, and start-up time is the first request's delay.
 
 
 def _items_arg(value: str) -> str:
@@ -70,6 +65,8 @@ def items_lint(file: str, as_json: bool) -> None:
     readers (option-text classifiers trained leave-one-dimension-out, and fixed rules) per dimension and language
     against chance; words over-represented in golds or distractors; the gold's length rank; near-duplicate stems.
     Exits non-zero when a reader beats chance by more than 10 points, or near-duplicates exist."""
+    from ..audit.lint import lint as lint_bank  # scipy and numpy load only for the lint
+
     report = lint_bank(load_items(file))
     if as_json:
         echo_json(report)
@@ -348,6 +345,11 @@ def print_item(row: dict) -> None:
 @with_appcontext
 def audit_runs(as_json: bool) -> None:
     """Gate audits stored in this instance."""
+    from sqlmodel import select
+
+    from ..db import get_session
+    from ..models import AuditRun
+
     rows = get_session().exec(select(AuditRun).order_by(AuditRun.id)).all()
     data = [{"id": r.id, "submission": r.submission_id, "status": r.status, "verdict": r.verdict,
              "backend": r.backend, "demo": r.demo, "done": r.items_done, "total": r.items_total} for r in rows]
@@ -365,6 +367,11 @@ def audit_runs(as_json: bool) -> None:
 @with_appcontext
 def audit_resume(run_id: int | None, stale_minutes: int) -> None:
     """Resume an interrupted gate audit (or every stale one) to its verdict."""
+    from .. import jobs
+    from ..audit.store import stale_runs
+    from ..db import get_db, get_session
+    from ..models import AuditRun
+
     session = get_session()
     targets = [run_id] if run_id else stale_runs(session, timedelta(minutes=stale_minutes))
     session.close()
@@ -387,6 +394,10 @@ def audit_resume(run_id: int | None, stale_minutes: int) -> None:
 @transactional
 def audit_cancel(run_id: int) -> None:
     """Ask a running gate audit to stop after its current batch."""
+    from .. import eventlog
+    from ..db import get_session
+    from ..models import AuditRun
+
     run = get_session().get(AuditRun, run_id)
     if run is None:
         raise GovernanceError(f"no audit run {run_id}")
@@ -404,6 +415,10 @@ def audit_cancel(run_id: int) -> None:
 def audit_verify(run_id: int) -> None:
     """Recompute a gate audit's verdict from its stored item results and check every digest against the hash
     chain; exits non-zero naming the run when anything was changed after the fact."""
+    from ..db import get_session
+    from ..gate import verify_run
+    from ..models import AuditRun
+
     session = get_session()
     run = session.get(AuditRun, run_id)
     if run is None:

@@ -5,16 +5,16 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from ..config import Settings
-from ..db import get_session
-from ..operations import GovernanceError
-from ..operations.users import find_user
+from ..errors import GovernanceError
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 
 def settings() -> Settings:
@@ -26,6 +26,8 @@ def transactional(function: Callable) -> Callable:
     @with_appcontext
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
+        from ..db import get_session  # the database layer loads when a database command runs, not at start-up
+
         session = get_session()
         try:
             result = function(*args, **kwargs)
@@ -38,6 +40,9 @@ def transactional(function: Callable) -> Callable:
 
 
 def user_by_email(email: str):
+    from ..db import get_session
+    from ..operations.users import find_user
+
     user = find_user(get_session(), email)
     if user is None:
         raise GovernanceError(f"no user with e-mail {email}")

@@ -2,33 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
+from ..concurrency import outside_event_loop
 from ..config import Settings
 from .keys import SigningKeyError, passphrase, paths
 
 if TYPE_CHECKING:  # pyHanko is imported when the first dossier is signed, not when a command starts
     from pyhanko.sign import signers
 
-T = TypeVar("T")
-
 FIELD_NAME = "InstitutionSignature"
 STAMP_TEXT = "Digitally signed by %(signer)s\nTime: %(ts)s\nEthics review dossier (PAdES)"
-
-
-def outside_event_loop(call: Callable[[], T]) -> T:
-    """Run a pyHanko call that wraps ``asyncio.run``; where this thread already runs an event loop (an async
-    server, Playwright's sync API) that would fail, so the call runs on a short-lived helper thread instead."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return call()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pyhanko") as helper:
-        return helper.submit(call).result()
 
 
 def load_signer(settings: Settings) -> signers.SimpleSigner:

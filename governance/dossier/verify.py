@@ -18,7 +18,7 @@ from pyhanko.sign.validation.status import SignatureCoverageLevel
 from pyhanko_certvalidator import ValidationContext
 
 from .render import MANIFEST_KEY
-from .signing import outside_event_loop
+from ..concurrency import outside_event_loop
 
 
 @dataclass

@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import json
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -55,6 +56,10 @@ class StubServer:
         self.config = config or StubConfig()
         self.host, self.port = host, port
         self.requests = 0
+        #: server-side in-run rate: chat requests / (last answer - first arrival), the same yardstick for every client
+        self.first_arrival: float | None = None
+        self.last_answer: float | None = None
+        self.answered = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.AbstractServer | None = None
         self._ready = threading.Event()
@@ -139,6 +144,12 @@ class StubServer:
         if request.method == b"GET" and target.endswith("/models"):
             return 200, {"object": "list", "data": [{"id": self.config.model, "object": "model", "root": "stub",
                                                      "owned_by": "tests", "max_model_len": 4096}]}
+        if target.endswith("/stats"):  # benchmarks: GET reads the in-run rate, POST resets it
+            if request.method == b"POST":
+                self.first_arrival, self.last_answer, self.answered = None, None, 0
+            span = (self.last_answer - self.first_arrival) if self.first_arrival and self.last_answer else 0.0
+            return 200, {"answered": self.answered, "span_seconds": span,
+                         "items_per_second": self.answered / span if span else 0.0}
         if request.method != b"POST" or not target.endswith("/chat/completions"):
             return 404, {"error": {"message": f"no route {target}"}}
         self.requests += 1
@@ -147,6 +158,9 @@ class StubServer:
         if self.config.garbage is not None:
             return 200, self.config.garbage
         payload = json.loads(body or b"{}")
+        counted = "banana" not in json.dumps(payload.get("messages"))  # the backend's self-test is not an item
+        if counted and self.first_arrival is None:
+            self.first_arrival = time.perf_counter()
         if self.config.record:
             self.config.seen.append(payload)
         if self.config.latency:
@@ -165,6 +179,8 @@ class StubServer:
             choice["logprobs"] = {"content": [{"token": text[:1], "logprob": -0.1,
                                                "top_logprobs": [{"token": text[:1], "logprob": -0.1},
                                                                 {"token": "Z", "logprob": -3.2}]}]}
+        if counted:
+            self.last_answer, self.answered = time.perf_counter(), self.answered + 1
         return 200, {"id": f"chatcmpl-{self.requests}", "object": "chat.completion", "model": self.config.model,
                      "choices": [choice],
                      "usage": {"prompt_tokens": len(prompt) // 3, "completion_tokens": max(1, len(text) // 3),
