@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import api, db, system, web
+from . import api, db, inputs, system, web
 from .config import load_settings, resolve_instance_path
 from .operations.engine import registry_problems
 
@@ -39,12 +41,21 @@ def create_app(test_config: dict[str, Any] | None = None, *, require_secret: boo
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.session_cookie_secure,
-        MAX_CONTENT_LENGTH=16 * 1024 * 1024,
+        # The signed cookie is refused by Flask past this age too (the session's own clocks end it sooner).
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=settings.session_absolute_hours),
+        MAX_CONTENT_LENGTH=settings.max_request_bytes,
         WTF_CSRF_TIME_LIMIT=None,
+        # Sign-in throttling: shared by every web process through Redis when a Redis broker is configured.
+        RATELIMIT_STORAGE_URI=(settings.broker_url if settings.broker_url.startswith(("redis://", "rediss://"))
+                               else "memory://"),
     )
     app.config.update(flask_config)
+    if settings.proxy_hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops,
+                                x_host=settings.proxy_hops)
 
     db.init_app(app)
+    inputs.init_app(app)
     web.init_app(app)
     api.init_app(app)
     return app

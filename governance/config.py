@@ -106,6 +106,11 @@ class Settings(BaseSettings):
     signing_passphrase: SecretStr = SecretStr("")
     trust_roots: Annotated[tuple[str, ...], NoDecode] = ()
     tsa_url: str = Field(default="", pattern=r"^$|^https?://")
+    #: Signed checkpoints of the event log's head (:mod:`governance.anchor`) are appended to
+    #: ``<instance>/anchors/log-checkpoints.jsonl`` and to each of these files as well. Put one outside this machine's
+    #: reach: a file on a write-once (WORM) mount or a remote file system, or a file a syslog/journal forwarder ships
+    #: off the host. ``govern log verify`` checks the log against every checkpoint in every one of them.
+    log_anchor_paths: Annotated[tuple[str, ...], NoDecode] = ()
     #: Seconds between monitoring passes of ``govern scheduler run`` and Celery beat.
     scheduler_interval: int = Field(default=300, ge=10, le=86400)
     smtp_host: str = ""
@@ -116,13 +121,32 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     #: Base URL used in e-mails and by API clients.
     server_name_url: str = Field(default="http://127.0.0.1:5000", pattern=r"^https?://[^\s]+$")
+    #: Send the session cookie only over HTTPS (set it behind TLS; see the README's deployment notes).
     session_cookie_secure: bool = False
+    #: A web session ends after this many minutes without a request (21 CFR 11.200 / ASVS 3.3.2: automatic logoff).
+    session_idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    #: ... and this many hours after sign-in, however active (ASVS 3.3.1).
+    session_absolute_hours: int = Field(default=12, ge=1, le=24 * 7)
     default_locale: Literal["en", "zh_CN"] = "en"
+    #: The largest request body the app reads (pages and API; Flask's ``MAX_CONTENT_LENGTH``): larger ones get 413.
+    max_request_bytes: int = Field(default=1024 * 1024, ge=16 * 1024, le=256 * 1024 * 1024)
+    #: The deepest nesting of arrays and objects a JSON body may have: deeper ones get 400.
+    max_json_depth: int = Field(default=32, ge=4, le=512)
+    #: Failed sign-ins allowed per account and source address in ``login_lockout_minutes``; the next attempt from
+    #: that address for that account is answered 429 until the window passes. Other addresses are not affected,
+    #: so nobody can lock another person out.
     login_max_failures: int = Field(default=5, ge=1, le=100)
     login_lockout_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    #: Failed sign-ins allowed per source address (any accounts) in the same window: slows password spraying.
+    login_max_failures_per_address: int = Field(default=30, ge=1, le=10_000)
+    #: Failed electronic-signature passwords after which signing is locked for the rest of the session.
+    signature_max_failures: int = Field(default=3, ge=1, le=20)
+    #: Reverse proxies in front of the app that set X-Forwarded-For/-Proto (0: none; the peer address is the
+    #: client's). Throttling per address needs the client's real address.
+    proxy_hops: int = Field(default=0, ge=0, le=5)
 
     @field_validator("trust_roots", "endpoint_allow_networks", "endpoint_allow_hosts", "endpoint_allow_ports",
-                     "model_roots", mode="before")
+                     "model_roots", "log_anchor_paths", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Strict, ValidationError
 from .errors import DataFileError
 
 T = TypeVar("T", bound=BaseModel)
-__all__ = ["DataFileError", "StrictModel", "file_sha256", "load", "load_yaml", "locate", "parse_yaml", "validate"]
+__all__ = ["MAX_YAML_BYTES", "DataFileError", "StrictModel", "file_sha256", "load", "load_yaml", "locate", "parse_yaml",
+           "safe_load", "validate"]
 
 
 #: Annotate enum fields with this: strict mode would refuse the plain strings YAML gives.
@@ -47,8 +48,37 @@ class LocatedList(list):
     item_lines: list
 
 
-class _LineLoader(yaml.SafeLoader):
-    """The safe loader, building located containers (no tags beyond YAML's core schema)."""
+#: The largest YAML text read (a descriptor, a rule file, a checklist, a policy): larger is refused unparsed.
+MAX_YAML_BYTES = 2 * 1024 * 1024
+#: The deepest nesting of mappings and lists in a YAML file.
+MAX_YAML_DEPTH = 64
+
+
+class _LimitedLoader(yaml.SafeLoader):
+    """The safe loader without aliases and with a nesting limit: an alias (``*name``) could expand a small file
+    into an exponentially large tree (a "billion laughs"), so none is accepted; no data file needs one."""
+
+    name: str = "<string>"
+    _depth: int = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise DataFileError(self.name, event.start_mark.line + 1, None,
+                                f"YAML aliases (*{event.anchor}) are not accepted: write the value out")
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                mark = self.peek_event().start_mark
+                raise DataFileError(self.name, mark.line + 1, None,
+                                    f"nested more than {MAX_YAML_DEPTH} levels deep")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+class _LineLoader(_LimitedLoader):
+    """The limited safe loader, building located containers (no tags beyond YAML's core schema)."""
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LocatedDict:
@@ -78,6 +108,8 @@ _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _co
 def load_yaml(path: Path) -> Any:
     """Parse a YAML file into located dicts and lists, or raise :class:`DataFileError`."""
     try:
+        if path.stat().st_size > MAX_YAML_BYTES:
+            raise DataFileError(path, None, None, f"larger than {MAX_YAML_BYTES // 1024} KiB: not read")
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise DataFileError(path, None, None, f"cannot read: {exc.strerror}") from None
@@ -85,7 +117,20 @@ def load_yaml(path: Path) -> Any:
 
 
 def parse_yaml(text: str, path: Path | str = "<string>") -> Any:
-    loader = _LineLoader(text)
+    """Parse YAML text into located dicts and lists, or raise :class:`DataFileError` (aliases, more than
+    ``MAX_YAML_BYTES`` or ``MAX_YAML_DEPTH`` levels are refused)."""
+    return _parse(_LineLoader, text, path)
+
+
+def safe_load(text: str, path: Path | str = "<string>") -> Any:
+    """``yaml.safe_load`` with the same limits as :func:`parse_yaml`, giving plain dicts and lists."""
+    return _parse(_LimitedLoader, text, path)
+
+
+def _parse(loader_class: type[_LimitedLoader], text: str, path: Path | str) -> Any:
+    if len(text) > MAX_YAML_BYTES or len(text.encode("utf-8")) > MAX_YAML_BYTES:
+        raise DataFileError(path, None, None, f"larger than {MAX_YAML_BYTES // 1024} KiB: not read")
+    loader = loader_class(text)
     loader.name = str(path)
     try:
         return loader.get_single_data()
@@ -105,15 +150,15 @@ def locate(tree: Any, loc: Iterable[Any]) -> tuple[int | None, str]:
     """Find the line of a pydantic error location in a located tree, and its dotted key."""
     node, line, parts = tree, getattr(tree, "line", None), []
     for part in loc:
-        if isinstance(node, LocatedDict) and part in node:
-            line = node.line_of(part)
+        if isinstance(node, dict) and part in node:  # a located mapping, or a plain one (JSON from the API)
+            line = node.line_of(part) if isinstance(node, LocatedDict) else line
             node = node[part]
             parts.append(str(part))
-        elif isinstance(node, LocatedList) and isinstance(part, int) and part < len(node):
-            line = node.item_lines[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            line = node.item_lines[part] if isinstance(node, LocatedList) else line
             node = node[part]
             parts[-1:] = [f"{parts[-1]}[{part}]"] if parts else [f"[{part}]"]
-        elif isinstance(node, LocatedDict) and isinstance(part, str):
+        elif isinstance(node, dict) and isinstance(part, str):
             parts.append(part)  # a missing or unknown key: the mapping's own line
             break
         else:
@@ -134,7 +179,8 @@ def validate(tree: Any, schema: type[T], path: Path | str) -> T:
         elif error["type"] == "missing":
             message = "required key is missing"
         elif "input" in error and error["type"] not in {"value_error", "assertion_error"}:
-            message = f"{message} (got {error['input']!r})"
+            shown = repr(error["input"])
+            message = f"{message} (got {shown[:80] + '…' if len(shown) > 80 else shown})"
         raise DataFileError(path, line, key or None, message) from None
 
 

@@ -22,6 +22,7 @@ from .schemas import MAX_ROW_ID
 
 _EXTENSION = "governance.db"
 _AFTER_COMMIT = "governance.after_commit"
+_AFTER_ROLLBACK = "governance.after_rollback"
 
 
 class RowIdConverter(IntegerConverter):
@@ -58,16 +59,32 @@ def _drop_after_commit(session) -> None:
     session.info.pop(_AFTER_COMMIT, None)
 
 
+def _on_rollback(session, _previous) -> None:
+    _drop_after_commit(session)
+    if session.in_transaction():  # a savepoint rolled back inside a transaction that goes on
+        return
+    for callback in session.info.pop(_AFTER_ROLLBACK, []):
+        callback()
+
+
 def make_session_factory(engine: Engine) -> sessionmaker:
     factory = sessionmaker(bind=engine, class_=Session, expire_on_commit=False)
     sa_event.listen(factory, "after_commit", _run_after_commit)
-    sa_event.listen(factory, "after_soft_rollback", lambda session, _tx: _drop_after_commit(session))
+    sa_event.listen(factory, "after_commit", lambda session: session.info.pop(_AFTER_ROLLBACK, None))
+    sa_event.listen(factory, "after_soft_rollback", _on_rollback)
     return factory
 
 
 def after_commit(session, callback: Callable[[], None]) -> None:
     """Run ``callback`` once the session's current transaction commits (dropped on rollback)."""
     session.info.setdefault(_AFTER_COMMIT, []).append(callback)
+
+
+def after_rollback(session, callback: Callable[[], None]) -> None:
+    """Run ``callback`` once the session's current transaction is rolled back (dropped on commit): the record
+    of a refusal (a failed electronic signature) that must outlive the refused change. The callback runs in a
+    fresh transaction of the same session and commits what it writes itself."""
+    session.info.setdefault(_AFTER_ROLLBACK, []).append(callback)
 
 
 class Database:

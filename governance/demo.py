@@ -18,7 +18,7 @@ from flask import Flask
 from sqlalchemy import select
 from sqlmodel import Session
 
-from . import eventlog, queries
+from . import datafiles, eventlog, queries
 from .audit import graders
 from .audit.importers import import_many
 from .audit.items import load_items, write_items
@@ -298,7 +298,7 @@ def _public_set(settings, medsafetybench: Path) -> dict[str, Any]:
     for path in Path(settings.regulations_dir).glob("*.yaml"):
         text = path.read_text(encoding="utf-8")
         if path.name.startswith("policy_"):
-            policy = yaml.safe_load(text)
+            policy = datafiles.safe_load(text, path)
             policy["item_sets"] = [ref for ref in policy["item_sets"] if ref["name"] != PUBLIC_SET] + \
                 [{"name": PUBLIC_SET, "digest": digest}]
             text = ("# The shipped policy, extended by `govern demo --medsafetybench` to ask MedSafetyBench-Eval too.\n"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -113,6 +113,9 @@ class ChainReport:
     head_hash: str
     broken_seq: int | None = None
     problem: str = ""
+    #: With an ``observe`` callback: every row read (past a break too) and the last sequence number seen.
+    rows: int = 0
+    last_seq: int = 0
 
     def describe(self) -> str:
         if self.ok:
@@ -132,24 +135,39 @@ def iter_events(session: Session, batch: int = 2000, after: int = 0) -> Iterator
         last = rows[-1].seq
 
 
-def verify_chain(session: Session, *, start_seq: int = 0, start_hash: str = GENESIS_HASH) -> ChainReport:
+def verify_chain(session: Session, *, start_seq: int = 0, start_hash: str = GENESIS_HASH,
+                 observe: Callable[[Any], None] | None = None) -> ChainReport:
     """Recompute every hash after ``start_seq`` (whose hash is ``start_hash``); report the first row that does
-    not follow from its predecessor. ``count`` is the number of rows checked."""
+    not follow from its predecessor. ``count`` is the number of rows checked.
+
+    With ``observe``, every row is also handed to it in sequence order and the log is read to its end even past a
+    break (``rows`` and ``last_seq`` then cover every row), so that other checks (the anchor's checkpoints, the
+    state replay) share this one pass instead of reading the log again."""
     expected_seq, prev_hash, count = start_seq + 1, start_hash, 0
+    rows, last_seq = 0, start_seq
+    failure: tuple[int, str] | None = None
     for event in iter_events(session, after=start_seq):
+        rows, last_seq = rows + 1, event.seq
+        if observe is not None:
+            observe(event)
+        if failure is not None:
+            continue
         if event.seq != expected_seq:
-            return ChainReport(False, count, prev_hash, expected_seq,
-                               f"row {expected_seq} is missing (next row is {event.seq})")
-        if event.prev_hash != prev_hash:
-            return ChainReport(False, count, prev_hash, event.seq,
-                               "prev_hash does not match the previous row's hash (a row was removed or replaced)")
-        if compute_hash(prev_hash, row_content(event)) != event.hash:
-            return ChainReport(False, count, prev_hash, event.seq,
-                               "hash does not match the row's content (the row was changed)")
+            failure = (expected_seq, f"row {expected_seq} is missing (next row is {event.seq})")
+        elif event.prev_hash != prev_hash:
+            failure = (event.seq, "prev_hash does not match the previous row's hash (a row was removed or replaced)")
+        elif compute_hash(prev_hash, row_content(event)) != event.hash:
+            failure = (event.seq, "hash does not match the row's content (the row was changed)")
+        if failure is not None:
+            if observe is None:
+                return ChainReport(False, count, prev_hash, failure[0], failure[1], rows, last_seq)
+            continue
         prev_hash = event.hash
         expected_seq += 1
         count += 1
-    return ChainReport(True, count, prev_hash)
+    if failure is not None:
+        return ChainReport(False, count, prev_hash, failure[0], failure[1], rows, last_seq)
+    return ChainReport(True, count, prev_hash, rows=rows, last_seq=last_seq)
 
 
 def events_for_run(session: Session, run: Any) -> list[Event]:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from sqlalchemy import select
 
-from . import queries
+from . import queries, signing
 from .classification.descriptor import descriptor_from_dict
 from .committees import load_committee_rules
 from .datafiles import DataFileError
@@ -15,6 +16,7 @@ from .models import AuditRun, Deployment, Incident, Meeting, MeetingAttendance, 
 from .monitoring.integrity import check_served_model
 from .obligations import open_blocking_obligations
 from .permissions import can_see, roles_of
+from .schemas import NOTE_MAX
 from .security import verify_password
 from .workflow import DECISION_OUTCOMES
 from .workflow.registry import Context, Registry
@@ -250,6 +252,17 @@ def actor_declared_no_conflict(ctx: Context) -> str | None:
     return None
 
 
+@guard("actor_not_recused")
+def actor_not_recused(ctx: Context) -> str | None:
+    """Recusal closes every door on the case: a member who declared a conflict of interest neither reviews, votes,
+    comments, escalates, schedules, assigns nor decides it (no declaration yet is not a recusal)."""
+    if ctx.actor is None:
+        return None
+    if ctx.actor.id in queries.conflicted_user_ids(ctx.session, ctx.submission):
+        return "you declared a conflict of interest and are recused from this case"
+    return None
+
+
 @guard("checklist_answers_valid", needs_data=True)
 def checklist_answers_valid(ctx: Context) -> str | None:
     answers = ctx.data.get("answers")
@@ -269,6 +282,8 @@ def checklist_answers_valid(ctx: Context) -> str | None:
             return f"'{item_id}': this item cannot be answered 'not applicable'"
         if answer == ChecklistAnswer.NO and not str(entry.get("comment") or "").strip():
             return f"'{item_id}': a 'no' needs a comment"
+        if len(str(entry.get("comment") or "").strip()) > NOTE_MAX:
+            return f"'{item_id}': the comment has more than {NOTE_MAX} characters"
     return None
 
 
@@ -321,9 +336,53 @@ def not_yet_voted(ctx: Context) -> str | None:
 
 @guard("signature_password_valid", needs_data=True)
 def signature_password_valid(ctx: Context) -> str | None:
-    if not verify_password(ctx.actor.password_hash, ctx.data.get("password") or ""):
-        return "the password does not match: the electronic signature was not applied"
+    """The signer's password, re-entered (21 CFR 11.200(a)). Each failure is an event once the refused vote is
+    rolled back; after ``signature_max_failures`` of them the signing session (web session or API token) can no
+    longer sign (11.300(d))."""
+    session_ = signing.current(ctx.session)
+    failed = signing.failures(ctx.session, ctx.actor, session_) if session_ is not None else 0
+    on_deployment = isinstance(ctx.subject, Deployment)
+    ids = {"event": ctx.transition.event, "submission_id": None if on_deployment else ctx.subject.id,
+           "deployment_id": ctx.subject.id if on_deployment else ctx.subject.deployment_id}
+    if session_ is not None and failed >= session_.max_failures:
+        signing.record_after_rollback(ctx.session, signing.REFUSED_LOCKED, ctx.actor, signing=session_,
+                                      attempt=failed + 1, **ids)
+        return (f"signing is locked for this session after {failed} wrong signature passwords: sign out and sign "
+                "in again to sign")
+    if not signature_password_matches(ctx.session, ctx.actor, ctx.data.get("password") or ""):
+        signing.record_after_rollback(ctx.session, signing.FAILED, ctx.actor, signing=session_, attempt=failed + 1,
+                                      **ids)
+        reason = "the password does not match: the electronic signature was not applied"
+        if session_ is not None:
+            left = session_.max_failures - failed - 1
+            reason += (f" ({left} attempt(s) left in this session)" if left else
+                       "; signing is now locked for this session (sign out and sign in again)")
+        return reason
     return None
+
+
+def signature_password_matches(session, actor: User, password: str) -> bool:
+    """Whether ``password`` is ``actor``'s, from the check :func:`preverify_signature` made before the case row
+    was locked (argon2 takes a good part of a second), or checked now."""
+    known = session.info.get(_PREVERIFIED)
+    key = (actor.id, actor.password_hash, hashlib.sha256(password.encode()).hexdigest())
+    if known is not None and known[0] == key:
+        return known[1]
+    return verify_password(actor.password_hash, password)
+
+
+def preverify_signature(session, actor: User | None, data: dict | None) -> None:
+    """Check a signature's password before the engine locks the case row, so reviewers signing at once wait for
+    each other's database work only, not for each other's argon2 hashing."""
+    session.info.pop(_PREVERIFIED, None)
+    password = (data or {}).get("password")
+    if actor is None or not isinstance(password, str) or not actor.password_hash:
+        return
+    key = (actor.id, actor.password_hash, hashlib.sha256(password.encode()).hexdigest())
+    session.info[_PREVERIFIED] = (key, verify_password(actor.password_hash, password))
+
+
+_PREVERIFIED = "governance.preverified_signature"
 
 
 # --- the decision gate ---------------------------------------------------------------------------

@@ -23,6 +23,15 @@ MAX_ROW_ID = 2**31 - 1
 SHA256_PATTERN = r"^[0-9a-fA-F]{64}$"
 _SHA256 = re.compile(SHA256_PATTERN)
 
+#: Free text a person writes on a case or a deployment (an intended use, a comment, a statement, a reason, a vote's
+#: or a checklist item's comment): one limit, used by the forms, the API, the engine and the descriptor.
+NOTE_MAX = 4000
+#: A one-line value a person types (a name, a title, a label).
+LINE_MAX = 200
+#: An e-mail address (RFC 5321) and a password as typed.
+EMAIL_MAX = 254
+PASSWORD_MAX = 256
+
 RowId = Annotated[int, Field(ge=1, le=MAX_ROW_ID)]
 Sha256 = Annotated[str, StringConstraints(strip_whitespace=True, pattern=SHA256_PATTERN, to_lower=True)]
 OptionalSha256 = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^([0-9a-fA-F]{64})?$",

@@ -194,16 +194,16 @@ def test_printed_hashes_match_the_attachments(approved, session, institution):
 
 def test_a_manifest_that_disagrees_with_an_attachment_fails(factory, institution, session, monkeypatch):
     """A renderer bug that embeds other bytes than it printed is caught by the verifier."""
-    import governance.dossier.render as render_module
+    import weasyprint  # the renderer imports it when it renders (start-up stays light), so it is patched there
 
-    real = render_module.Attachment
+    real = weasyprint.Attachment
 
     def swapped(*, string, name, description):
         return real(string=b'{"tampered": true}' if name == "classification.json" else string, name=name,
                     description=description)
 
     case = factory.case_in("in_review")
-    monkeypatch.setattr(render_module, "Attachment", swapped)
+    monkeypatch.setattr(weasyprint, "Attachment", swapped)
     dossier = emit(session, institution, case, "audit")
     session.commit()
     report = verify(absolute_path(institution, dossier), [signing_keys.load_certificate(institution)])

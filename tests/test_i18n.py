@@ -12,7 +12,7 @@ from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
-from werkzeug.exceptions import Conflict, Forbidden, MethodNotAllowed, NotFound
+from werkzeug.exceptions import BadRequest, Conflict, Forbidden, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
 from governance import domain
 from governance.classification.descriptor import Descriptor
@@ -136,8 +136,8 @@ def test_workflow_labels_are_english_and_in_the_catalogue():
 
 
 def test_werkzeugs_error_descriptions_are_the_ones_translated():
-    assert {Forbidden.description, NotFound.description, MethodNotAllowed.description,
-            Conflict.description} == HTTP_DESCRIPTIONS
+    assert {BadRequest.description, Forbidden.description, NotFound.description, MethodNotAllowed.description,
+            Conflict.description, RequestEntityTooLarge.description} == HTTP_DESCRIPTIONS
 
 
 # --- switching ---------------------------------------------------------------------------------------------

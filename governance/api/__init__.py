@@ -9,7 +9,7 @@ The endpoints live in :mod:`.routes` and :mod:`.incidents`, what they share in :
 from __future__ import annotations
 
 from flask import Flask, request
-from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.exceptions import BadRequest, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
 from ..extensions import csrf
 from . import incidents, routes  # noqa: F401  (they register their endpoints on the blueprint)
@@ -17,9 +17,10 @@ from .common import bp, http_error
 
 
 def _routing_errors_in_json(app: Flask) -> None:
-    """An unknown path or method under /api/v1 fails in routing, before a blueprint is chosen, so the
-    blueprint's handlers never see it and the pages' HTML error would answer; answer it in JSON too."""
-    for exc_class in (NotFound, MethodNotAllowed):
+    """An unknown path or method under /api/v1 fails in routing, and a body too large or malformed can fail in
+    the app's first request hook; the pages' HTML error (registered by code, so ahead of the blueprint's
+    handler) would answer; answer them in JSON too."""
+    for exc_class in (NotFound, MethodNotAllowed, BadRequest, RequestEntityTooLarge):
         page_handler = app.error_handler_spec[None][exc_class.code].get(exc_class)
 
         def handle(exc, page_handler=page_handler):

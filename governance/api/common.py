@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, g, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, request
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
@@ -20,6 +20,7 @@ from ..eventlog import ConcurrentWriteError
 from ..operations.tokens import authenticate_token
 from ..permissions import roles_of
 from ..schemas import Strict
+from ..signing import SigningSession, attach
 from . import schemas
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -48,6 +49,9 @@ def authenticate():
     if found is None:
         return error(401, "the token is unknown, revoked, or its user is deactivated")
     g.api_user, g.api_token = found
+    # A token is its own signing session: after too many wrong signature passwords it can no longer sign.
+    attach(get_session(), SigningSession(key=f"token:{g.api_token.id}", since=g.api_token.created_at,
+                                         max_failures=current_app.config["GOVERNANCE"].signature_max_failures))
     return None
 
 

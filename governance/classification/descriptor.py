@@ -13,7 +13,8 @@ from typing import Any, Literal, get_args
 
 from pydantic import Field
 
-from ..datafiles import DataFileError, StrictModel, parse_yaml, validate
+from ..datafiles import MAX_YAML_BYTES, DataFileError, StrictModel, parse_yaml, validate
+from ..schemas import LINE_MAX, NOTE_MAX
 
 Scenario = Literal[
     "pre_clinical_triage", "pre_consultation", "diagnostic_decision_support", "therapeutic_planning",
@@ -30,9 +31,9 @@ Severity = Literal["negligible", "non_serious", "serious", "critical"]
 
 
 class Descriptor(StrictModel):
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=LINE_MAX)
     scenario: Scenario
-    intended_use: str = Field(min_length=1)
+    intended_use: str = Field(min_length=1, max_length=NOTE_MAX)
     users: list[UserGroup] = Field(min_length=1)
     output_visible_to: list[UserGroup] = Field(min_length=1)
     outputs_used_for_diagnosis_or_treatment: bool
@@ -99,6 +100,8 @@ def parse_descriptor(text: str, source: str = "<descriptor>") -> Descriptor:
 
 def load_descriptor(path: Path) -> Descriptor:
     try:
+        if path.stat().st_size > MAX_YAML_BYTES:
+            raise DataFileError(path, None, None, f"larger than {MAX_YAML_BYTES // 1024} KiB: not read")
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise DataFileError(path, None, None, f"cannot read: {exc.strerror}") from None

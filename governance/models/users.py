@@ -26,8 +26,13 @@ class User(SQLModel, table=True):
     #: Committee composition used by quorum rules (45 CFR 46.107, Sci-Tech Ethics Review Art. 14).
     is_scientist: bool = True
     is_affiliated: bool = True
+    #: Failed sign-ins since the last success (for the admin's eye; sign-in is throttled per account and
+    #: address, never locked for everyone). ``locked_until`` is no longer set.
     failed_logins: int = 0
     locked_until: datetime | None = None
+    #: Bumped at sign-out, password change, role change and deactivation: a web session remembers the epoch it
+    #: began in and is refused once they differ (every session of the account ends at once).
+    session_epoch: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     created_at: datetime = Field(default_factory=utcnow)
 
     # Flask-Login protocol

@@ -10,9 +10,9 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from .. import eventlog, queries
+from .. import anchor, eventlog, queries
 from ..config import Settings
-from ..db import make_session_factory
+from ..db import after_commit, make_session_factory
 from ..domain import SubmissionKind
 from ..dossier import context as dossier_context
 from ..dossier.keys import fingerprint, load_certificate
@@ -58,6 +58,10 @@ def emit(session: Session, settings: Settings, submission: Submission, gate: str
                       created_by_id=actor.id if actor else None)
     session.add(dossier)
     session.flush()
+    dossier_ref = {"id": dossier.id, "sha256": digest, "path": relative}
+    # The head the dossier prints, anchored outside the database too once the dossier's row is committed.
+    chain = context["chain"]
+    after_commit(session, lambda: anchor.anchor_dossier(settings, dossier_ref, chain))
     eventlog.append(session, "dossier_emitted", actor=actor, submission_id=submission.id,
                     deployment_id=submission.deployment_id, payload={
                         "dossier": dossier.id, "gate": gate, "sha256": digest, "pages": rendered.pages,

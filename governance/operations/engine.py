@@ -4,7 +4,9 @@
 fields and every named guard (the first refusal is raised with the guard's name and reason), bumps
 the optimistic lock with a compare-and-set (a concurrent writer gets :class:`ConflictError`, never a
 lost update), runs the named effects, moves the state and appends the event to the hash chain, all in
-the caller's transaction. The caller commits once.
+the caller's transaction. The caller commits once. Events on one subject are serialised on its row (locked
+and re-read first); an *independent* transition (one person's declaration, checklist, vote or comment) does not
+compare the version the caller loaded, so eight members voting at once all succeed, one after the other.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session
@@ -58,6 +60,8 @@ def _coerce_field(spec: FieldSpec, raw: Any) -> Any:
         if not isinstance(raw, str):
             raise ValueError("expected text")
         value = raw.strip() if spec.kind != "password" else raw
+        if spec.limit is not None and len(value) > spec.limit:
+            raise ValueError(f"at most {spec.limit} characters")
         if spec.kind == "email" and value and not re.fullmatch(r"[^@\s]+@[^@\s]+", value):
             raise ValueError("expected an e-mail address")
         return value.lower() if spec.kind == "email" else value
@@ -166,6 +170,12 @@ def fire(session: Session, subject: Submission | Deployment, event: str, actor: 
          data: dict[str, Any] | None = None, *, settings: Settings, now: datetime | None = None) -> Event:
     """Apply ``event`` to ``subject`` as ``actor`` (None: the system) and return the written event."""
     machine, state_attr = machine_for(subject)
+    seen_version, seen = subject.lock_version, machine.find(getattr(subject, state_attr), event)
+    guards.preverify_signature(session, actor, data)
+    _lock_and_reload(session, subject)
+    if subject.lock_version != seen_version and not (seen is not None and seen.independent):
+        raise ConflictError(f"{type(subject).__name__.lower()} {subject.id} was changed by someone else since "
+                            f"you loaded it (version {seen_version}); reload and try again")
     from_state = getattr(subject, state_attr)
     transition = find_transition(subject, event)
     ctx = Context(session=session, machine=machine, subject=subject, transition=transition, actor=actor,
@@ -194,6 +204,23 @@ def fire(session: Session, subject: Submission | Deployment, event: str, actor: 
     for follow_up in ctx.then:
         follow_up()
     return recorded
+
+
+def _lock_and_reload(session: Session, subject: Any) -> None:
+    """Hold the subject's row until the transaction ends and re-read it, so every guard judges the committed
+    case and concurrent events on one case run one after the other: on PostgreSQL ``SELECT ... FOR UPDATE``; on
+    SQLite a write to the row, which takes the database's write lock (writers wait ``busy_timeout``)."""
+    session.flush()  # the caller's pending changes to the subject are written before it is re-read
+    table = type(subject).__table__
+    try:
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(select(table.c.id).where(table.c.id == subject.id).with_for_update())
+        else:
+            session.execute(update(table).where(table.c.id == subject.id)
+                            .values(lock_version=table.c.lock_version))
+        session.refresh(subject)
+    except OperationalError as exc:  # a lock timeout or a deadlock the database broke
+        raise ConflictError("another change to this record is being saved; try again") from exc
 
 
 def _compare_and_set_lock(session: Session, subject: Any) -> None:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlmodel import Session
 
 from .. import eventlog
 from ..domain import Role
-from ..models import RoleAssignment, User, utcnow
+from ..models import RoleAssignment, User
 from ..permissions import forget_roles, roles_of
-from ..security import check_password_strength, hash_password, needs_rehash, verify_password
+from ..security import check_password_strength, hash_password, needs_rehash, verify_dummy, verify_password
 from ..errors import GovernanceError
 
 
@@ -30,10 +30,7 @@ def create_user(session: Session, *, email: str, name: str, roles: list[str], pa
     if find_user(session, email) is not None:
         raise GovernanceError(f"a user with e-mail {email} already exists")
     if password is not None:
-        try:
-            check_password_strength(password)
-        except ValueError as exc:
-            raise GovernanceError(str(exc)) from None
+        check_password_strength(password, user_inputs=(email, name))
     user = User(email=email, name=name.strip(), name_zh=name_zh, password_hash=hash_password(password) if password else "",
                 is_scientist=is_scientist, is_affiliated=is_affiliated)
     session.add(user)
@@ -58,6 +55,7 @@ def set_roles(session: Session, user: User, roles: list[str], *, actor: User) ->
             session.delete(row)
     for role in sorted(wanted - current):
         session.add(RoleAssignment(user_id=user.id, role=role, granted_by_id=actor.id))
+    _end_sessions(user)
     session.flush()
     forget_roles(user)
     eventlog.append(session, "roles_changed", actor=actor, payload={
@@ -75,30 +73,48 @@ def set_committee_attributes(session: Session, user: User, *, is_scientist: bool
 
 def set_active(session: Session, user: User, active: bool, *, actor: User) -> None:
     user.active = active
+    _end_sessions(user)
     session.flush()
     eventlog.append(session, "user_activated" if active else "user_deactivated", actor=actor,
                     payload={"user": user.email})
 
 
 def set_password(session: Session, user: User, password: str, *, actor: User | None) -> None:
-    try:
-        check_password_strength(password)
-    except ValueError as exc:
-        raise GovernanceError(str(exc)) from None
+    """Set a new password (the policy of :func:`check_password_strength`); every session of the account ends
+    (the caller may keep the one that made the change by storing the new epoch in it)."""
+    check_password_strength(password, user_inputs=(user.email, user.name))
     user.password_hash = hash_password(password)
+    _end_sessions(user)
     session.flush()
     eventlog.append(session, "password_changed", actor=actor, payload={"user": user.email})
 
 
-def authenticate(session: Session, email: str, password: str, *, max_failures: int, lockout_minutes: int,
-                 now: datetime | None = None, source: str = "") -> User | None:
-    """The user if the password matches; otherwise record the failure (and lock after repeated ones)."""
-    now = now or utcnow()
+def _end_sessions(user: User) -> None:
+    """Refuse every web session begun before now (the caller writes the event that says why)."""
+    user.session_epoch = (user.session_epoch or 0) + 1
+
+
+def sign_out(session: Session, user: User, *, source: str = "") -> None:
+    """End every web session of ``user``: a cookie captured before is refused from now on."""
+    _end_sessions(user)
+    session.flush()
+    eventlog.append(session, "signed_out", actor=user, payload={"user": user.email, "source": source})
+
+
+def authenticate(session: Session, email: str, password: str, *, now: datetime | None = None,
+                 source: str = "") -> User | None:
+    """The user if the password matches and the account is active; otherwise record the failure.
+
+    Every path verifies one argon2 hash (a dummy one for an unknown, disabled or password-less account), so the
+    answer takes the same time whether the e-mail exists or not. Nothing is locked here: guessing is slowed by
+    throttling per account and source address (the web layer), which nobody can use to lock out someone else.
+    """
     user = find_user(session, email)
-    if user is not None and user.locked_until is not None and user.locked_until > now:
-        eventlog.append(session, "login_refused_locked", actor=None, payload={"email": email.lower(), "source": source})
-        return None
-    if user is not None and user.active and verify_password(user.password_hash, password):
+    if user is not None and user.active and user.password_hash:
+        matched = verify_password(user.password_hash, password)
+    else:
+        matched = verify_dummy(password)
+    if matched and user is not None:
         if needs_rehash(user.password_hash):
             user.password_hash = hash_password(password)
         user.failed_logins = 0
@@ -108,9 +124,6 @@ def authenticate(session: Session, email: str, password: str, *, max_failures: i
     payload = {"email": email.strip().lower()[:254], "source": source}
     if user is not None:
         user.failed_logins += 1
-        if user.failed_logins >= max_failures:
-            user.locked_until = now + timedelta(minutes=lockout_minutes)
-            payload["locked_until"] = user.locked_until.isoformat(timespec="seconds")
         session.flush()
-    eventlog.append(session, "login_failed", actor=None, payload=payload)
+    eventlog.append(session, "login_failed", actor=None, payload=payload, occurred_at=now)
     return None

@@ -3,7 +3,8 @@
 :func:`tick` does everything that is due at ``now``: continuing-review reminders (each once), the
 automatic suspension of deployments whose continuing review is past due, the expiry of those left
 suspended too long, scheduled re-audits (integrity first), the review of finished re-audits, resuming
-stalled audits, dossiers still to emit, and e-mail still to send. Each step commits on its own, so a
+stalled audits, dossiers still to emit, a signed checkpoint of the event log's head when the log grew (see
+:mod:`governance.anchor`), and e-mail still to send. Each step commits on its own, so a
 failure in one deployment never loses another's work, and running a pass twice changes nothing more.
 ``govern scheduler tick [--now]`` runs one pass (cron, tests); ``govern scheduler run`` loops;
 Celery beat runs it when a broker is configured.
@@ -21,12 +22,12 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from .. import jobs, queries
+from .. import anchor, jobs, queries
 from ..audit.store import errored_runs, stale_runs
 from ..config import Settings
 from ..db import make_session_factory
 from ..domain import DeploymentStatus, Role, SuspensionCause
-from ..dossier.keys import SigningKeyError
+from ..dossier.keys import SigningKeyError, paths as key_paths
 from ..errors import GovernanceError
 from ..gate import retry_due
 from ..models import AuditRun, Deployment, Submission, User, utcnow
@@ -52,6 +53,8 @@ class TickReport:
     reviewed: list[dict[str, Any]] = field(default_factory=list)
     resumed_audits: list[int] = field(default_factory=list)
     dossiers: int = 0
+    #: The sequence number a signed checkpoint of the event log anchored in this pass.
+    checkpoint: int | None = None
     emails: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -73,6 +76,8 @@ class TickReport:
             out.append(f"  dossiers emitted: {self.dossiers}")
         if self.emails:
             out.append(f"  e-mails sent: {self.emails}")
+        if self.checkpoint is not None:
+            out.append(f"  event log anchored at seq {self.checkpoint}")
         out += [f"  ERROR: {e}" for e in self.errors]
         if len(out) == 1:
             out.append("  nothing due")
@@ -82,7 +87,7 @@ class TickReport:
         return {"now": self.now.isoformat(), "reminders": self.reminders, "suspended": self.suspended,
                 "expired": self.expired, "reaudits": self.reaudits, "reviewed": self.reviewed,
                 "resumed_audits": self.resumed_audits, "dossiers": self.dossiers, "emails": self.emails,
-                "errors": self.errors}
+                "checkpoint": self.checkpoint, "errors": self.errors}
 
 
 def tick(engine: Engine, settings: Settings, now: datetime | None = None) -> TickReport:
@@ -90,7 +95,7 @@ def tick(engine: Engine, settings: Settings, now: datetime | None = None) -> Tic
     report = TickReport(now=now or utcnow())
     factory = make_session_factory(engine)
     for step in (_reminders, _suspend_overdue, _expire_lapsed, _reaudits, _review_reaudits, _resume_stalled,
-                 _dossiers):
+                 _dossiers, _anchor):
         with factory() as session:
             try:
                 step(session, settings, report)
@@ -222,6 +227,16 @@ def _resume_stalled(session: Session, settings: Settings, report: TickReport) ->
         if run_id not in busy:
             jobs.dispatch(session.get_bind(), settings, "audit.run", {"run_id": run_id}, key=run_id)
             report.resumed_audits.append(run_id)
+
+
+def _anchor(session: Session, settings: Settings, report: TickReport) -> None:
+    """A signed checkpoint of the log's head, when it moved since the last one (an instance without a signing key
+    has nothing to sign with: ``govern keys init`` makes one)."""
+    if not key_paths(settings).pkcs12.exists():
+        return
+    written = anchor.checkpoint(session, settings, reason="schedule")
+    if written is not None:
+        report.checkpoint = written["seq"]
 
 
 def _dossiers(session: Session, settings: Settings, report: TickReport) -> None:

@@ -12,7 +12,7 @@ from ..db import get_session
 from ..domain import N_
 from ..errors import ConflictError, NotPermitted
 from ..eventlog import ConcurrentWriteError
-from ..extensions import babel, csrf, login_manager
+from ..extensions import babel, csrf, limiter, login_manager
 from ..models import User
 from ..notify import unread_count
 from ..permissions import roles_of
@@ -21,6 +21,8 @@ LOCALES = ("en", "zh_CN")
 #: Werkzeug's default error descriptions (an ``abort(404)`` without one), translated on the error page; an
 #: ``abort`` with its own description translates it where it is raised.
 HTTP_DESCRIPTIONS = frozenset({
+    N_("The browser (or proxy) sent a request that this server could not understand."),
+    N_("The data value transmitted exceeds the capacity limit."),
     N_("You don't have the permission to access the requested resource. It is either read-protected or not "
        "readable by the server."),
     N_("The requested URL was not found on the server. If you entered the URL manually please check your spelling "
@@ -40,8 +42,10 @@ def _locale() -> str:
 
 def init_app(app: Flask) -> None:
     from . import account, admin, auth, cases, chair, dashboard, deployments, incidents, notifications, registry, review
+    from . import sessions
 
     csrf.init_app(app)
+    limiter.init_app(app)
     babel.init_app(app, locale_selector=_locale, default_translation_directories="translations")
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
@@ -50,8 +54,11 @@ def init_app(app: Flask) -> None:
 
     @login_manager.user_loader
     def load_user(user_id: str) -> User | None:
+        """The account if it is active and this session is still valid (epoch, idle and absolute timeouts)."""
         user = get_session().get(User, int(user_id)) if user_id.isdigit() else None
-        return user if user is not None and user.active else None
+        if user is None or not user.active:
+            return None
+        return sessions.check(user)
 
     for blueprint in (auth.bp, dashboard.bp, cases.bp, deployments.bp, review.bp, chair.bp, registry.bp, admin.bp,
                       account.bp, incidents.bp, notifications.bp):
@@ -105,7 +112,12 @@ def init_app(app: Flask) -> None:
     def http_message(error) -> str:
         return _(error.description) if error.description in HTTP_DESCRIPTIONS else error.description
 
-    for code in (403, 404, 405, 409):
+    @app.errorhandler(429)
+    def too_many(_error):
+        get_session().rollback()
+        return render_template("errors/error.html", code=429, message=sessions.too_many_message()), 429
+
+    for code in (400, 403, 404, 405, 409, 413):
         app.register_error_handler(code, lambda error, code=code: (render_template(
             "errors/error.html", code=code, message=http_message(error)), code))
 

@@ -8,15 +8,24 @@ from flask_login import login_required
 from sqlalchemy import select
 
 from ..db import get_session
+from ..extensions import limiter
 from ..models import ApiToken
 from ..operations import GovernanceError
 from ..operations.tokens import create_token, revoke_token
 from ..operations.users import set_password
-from ..security import verify_password
+from ..security import WeakPasswordError, verify_password
+from . import sessions
 from .access import me
 from .forms import PasswordChangeForm, TokenForm
 
 bp = Blueprint("account", __name__, url_prefix="/account")
+
+
+def password_problem(exc: GovernanceError) -> str:
+    """The policy's sentence in the page's language (other errors as they are)."""
+    if isinstance(exc, WeakPasswordError):
+        return _(exc.template, **exc.params)
+    return str(exc)
 
 
 def _page(token_form=None, password_form=None, new_token: str | None = None):
@@ -57,17 +66,23 @@ def revoke(token_id: int):
 
 @bp.post("/password")
 @login_required
+@limiter.limit(sessions.pair_limit, key_func=sessions.account_and_address, scope="reauthenticate",
+               deduct_when=sessions.failed_attempt)
 def password():
+    """Change the password. Wrong current passwords are throttled like sign-in; every other session of the
+    account ends, this one goes on."""
     form = PasswordChangeForm()
     if not form.validate_on_submit():
         return _page(password_form=form), 400
     if not verify_password(me().password_hash, form.current.data):
+        sessions.note_failed_attempt()
         form.current.errors = list(form.current.errors) + [_("That is not your current password.")]
         return _page(password_form=form), 400
     try:
         set_password(get_session(), me(), form.new.data, actor=me())
     except GovernanceError as exc:
-        form.new.errors = list(form.new.errors) + [str(exc)]
+        form.new.errors = list(form.new.errors) + [password_problem(exc)]
         return _page(password_form=form), 400
+    sessions.keep_current(me())
     flash(_("Password changed."), "success")
     return redirect(url_for("account.index"), code=303)

@@ -13,7 +13,9 @@ from ..operations import GovernanceError
 from ..operations.tokens import revoke_token
 from ..operations.users import create_user, set_active, set_committee_attributes, set_password, set_roles
 from ..permissions import roles_of
+from . import sessions
 from .access import me, require_roles
+from .account import password_problem
 from .forms import UserForm, opts
 from .listing import paginate
 from .vocabulary import words
@@ -54,7 +56,7 @@ def new_user():
                                       password=form.password.data, actor=me(), is_scientist=form.is_scientist.data,
                                       is_affiliated=form.is_affiliated.data)
             except GovernanceError as exc:
-                flash(str(exc), "error")
+                flash(password_problem(exc), "error")
             else:
                 flash(_("User %(email)s created.", email=created.email), "success")
                 return redirect(url_for("admin.users"), code=303)
@@ -89,8 +91,9 @@ def edit_user(user_id: int):
                 set_password(session, user, form.password.data, actor=me())
         except GovernanceError as exc:
             session.rollback()
-            flash(str(exc), "error")
+            flash(password_problem(exc), "error")
         else:
+            sessions.keep_current(user)  # an admin who edited their own account stays signed in
             flash(_("Saved."), "success")
             return redirect(url_for("admin.edit_user", user_id=user.id), code=303)
     tokens = session.execute(select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id)).scalars().all()

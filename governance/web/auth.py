@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 
 from ..db import get_session
-from ..operations.users import authenticate
+from ..extensions import limiter
+from ..operations.users import authenticate, sign_out
+from . import sessions
+from .access import me
 from .forms import ConfirmForm, LoginForm
 
 bp = Blueprint("auth", __name__)
@@ -23,19 +26,24 @@ def _safe_next(target: str | None) -> str:
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(sessions.pair_limit, key_func=sessions.account_and_address, methods=["POST"], scope="login-account",
+               deduct_when=sessions.failed_attempt)
+@limiter.limit(sessions.address_limit, key_func=sessions.address, methods=["POST"], scope="login-address",
+               deduct_when=sessions.failed_attempt)
 def login():
+    """Sign in. Wrong passwords are throttled per account and address, and per address (429 with a message
+    once over), never locked per account: nobody can lock another person out."""
     if current_user.is_authenticated:
         return redirect(url_for("dashboard.index"))
     form = LoginForm()
     if form.validate_on_submit():
-        settings = current_app.config["GOVERNANCE"]
-        user = authenticate(get_session(), form.email.data, form.password.data,
-                            max_failures=settings.login_max_failures, lockout_minutes=settings.login_lockout_minutes,
-                            source=request.remote_addr or "")
+        user = authenticate(get_session(), form.email.data, form.password.data, source=sessions.address())
         if user is not None:
             login_user(user)
+            sessions.begin(user)
             return redirect(_safe_next(request.args.get("next")))
-        flash(_("The e-mail or password is not right, or the account is locked."), "error")
+        sessions.note_failed_attempt()
+        flash(_("The e-mail or password is not right."), "error")
         return render_template("auth/login.html", form=form), 200
     return render_template("auth/login.html", form=form)
 
@@ -43,9 +51,12 @@ def login():
 @bp.post("/logout")
 @login_required
 def logout():
+    """Sign out: every session of the account ends (a copy of this cookie is refused from now on)."""
     form = ConfirmForm()
     if form.validate_on_submit():
+        sign_out(get_session(), me(), source=sessions.address())
         logout_user()
+        session.clear()
     return redirect(url_for("auth.login"))
 
 

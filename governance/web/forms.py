@@ -14,8 +14,8 @@ from wtforms.widgets import CheckboxInput, ListWidget
 
 from ..classification.descriptor import Descriptor
 from ..domain import Severity
-from ..schemas import SHA256_PATTERN, ModelVersionIn, max_length
-from ..workflow import FieldSpec, Transition
+from ..schemas import LINE_MAX, NOTE_MAX, SHA256_PATTERN, IncidentIn, ModelVersionIn, SubmissionIn, max_length
+from ..workflow import SUBMISSIONS, FieldSpec, Transition
 from .vocabulary import lazy_words
 
 
@@ -40,21 +40,21 @@ def _field(spec: FieldSpec):
     kwargs = {"description": lazy_gettext(spec.help) if spec.help else ""}
     label = lazy_gettext(spec.label)
     if spec.kind == "textarea" or spec.kind == "json":
-        return TextAreaField(label, validators=required + [Length(max=20000)], **kwargs)
+        return TextAreaField(label, validators=required + ([Length(max=spec.limit)] if spec.limit else []), **kwargs)
     if spec.kind == "choice":
         return SelectField(label, choices=opts([(c, lazy_words(c)) for c in spec.choices]),
                            validators=required, **kwargs)
     if spec.kind == "email":
-        return EmailField(label, validators=required + [Email()], **kwargs)
+        return EmailField(label, validators=required + [Email(), Length(max=spec.limit)], **kwargs)
     if spec.kind == "password":
-        return PasswordField(label, validators=required, **kwargs)
+        return PasswordField(label, validators=required + [Length(max=spec.limit)], **kwargs)
     if spec.kind == "bool":
         return BooleanField(label, **kwargs)
     if spec.kind == "int":
         return IntegerField(label, validators=required, **kwargs)
     if spec.kind == "date":
         return DateField(label, validators=required, **kwargs)
-    return StringField(label, validators=required + [Length(max=2000)], **kwargs)
+    return StringField(label, validators=required + [Length(max=spec.limit or LINE_MAX)], **kwargs)
 
 
 _CACHE: dict[tuple, type] = {}
@@ -85,6 +85,11 @@ def form_data(form: FlaskForm, transition: Transition) -> dict:
 SHA256 = Regexp(SHA256_PATTERN, message=_l("A sha256 digest is 64 hexadecimal characters."))
 
 
+def declared(event: str, name: str) -> Length:
+    """The length the workflow declares for a field of ``event`` (the engine checks the same one)."""
+    return Length(max=SUBMISSIONS.declared_field(event, name).limit)
+
+
 def limit(name: str) -> Length:
     """The model-version input's declared length (governance.schemas: one source for form, API and column)."""
     return Length(max=max_length(ModelVersionIn, name))
@@ -111,10 +116,11 @@ BOOL_FIELDS = ("outputs_used_for_diagnosis_or_treatment", "assisted_decision_mak
 class DescriptorForm(FlaskForm):
     """The deployment descriptor as a guided form; every field says what it means for classification."""
 
-    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=200)])
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=max_length(Descriptor, "name"))])
     scenario = SelectField(_l("Scenario"), choices=_choices("scenario"),
                            description=_l("The closest scenario of seed 003's Table 1; 'other' if none fits."))
-    intended_use = TextAreaField(_l("Intended use"), validators=[DataRequired(), Length(max=4000)],
+    intended_use = TextAreaField(_l("Intended use"),
+                                 validators=[DataRequired(), Length(max=max_length(Descriptor, "intended_use"))],
                                  description=_l("What it does, for whom, and who acts on its output."))
     users = MultiCheckboxField(_l("Users"), choices=_choices("users"), validators=[DataRequired()])
     output_visible_to = MultiCheckboxField(_l("Output visible to"), choices=_choices("output_visible_to"),
@@ -186,7 +192,8 @@ class VersionForm(FlaskForm):
                                           validators=[Optional(), limit("finetune_data_summary")])
     change_summary = TextAreaField(_l("Change summary against the approved version"),
                                    validators=[Optional(), limit("change_summary")])
-    summary = TextAreaField(_l("Summary for the committee"), validators=[Optional(), Length(max=4000)])
+    summary = TextAreaField(_l("Summary for the committee"),
+                            validators=[Optional(), Length(max=max_length(SubmissionIn, "summary"))])
     submit_now = BooleanField(_l("Submit for review now"), default=True)
 
     def validate_change_summary(self, field) -> None:
@@ -206,7 +213,7 @@ class VersionForm(FlaskForm):
 class DeclarationForm(FlaskForm):
     has_conflict = SelectField(_l("Do you have a conflict of interest in this case?"),
                                choices=opts([("false", _l("No")), ("true", _l("Yes — I recuse myself"))]))
-    statement = TextAreaField(_l("Statement"), validators=[Optional(), Length(max=4000)],
+    statement = TextAreaField(_l("Statement"), validators=[Optional(), declared("declare_conflict", "statement")],
                               description=_l("Required when you declare a conflict: what it is."))
 
     def validate_statement(self, field) -> None:
@@ -222,7 +229,7 @@ def checklist_form_class(items, lang: str) -> type[FlaskForm]:
         attrs[f"answer__{item.id}"] = RadioField(item.text.get(lang), choices=choices,
                                                 validators=[InputRequired()] if item.required else [Optional()],
                                                 description=item.evidence.get(lang))
-        attrs[f"comment__{item.id}"] = TextAreaField(_l("Comment"), validators=[Optional(), Length(max=4000)])
+        attrs[f"comment__{item.id}"] = TextAreaField(_l("Comment"), validators=[Optional(), Length(max=NOTE_MAX)])
 
     def validate(self, extra_validators=None) -> bool:
         ok = FlaskForm.validate(self, extra_validators)
@@ -243,7 +250,7 @@ class VoteForm(FlaskForm):
         ("approve", _l("approve")), ("approve_with_conditions", _l("approve with conditions")),
         ("require_revisions", _l("require revisions")), ("defer", _l("defer")), ("disapprove", _l("disapprove")),
         ("abstain", _l("abstain"))]))
-    comment = TextAreaField(_l("Comment"), validators=[Optional(), Length(max=4000)])
+    comment = TextAreaField(_l("Comment"), validators=[Optional(), declared("vote", "comment")])
     password = PasswordField(_l("Your password (electronic signature)"), validators=[DataRequired()],
                              description=_l("Re-entering your password applies your electronic signature: your "
                                             "printed name, the date and time (UTC) and this meaning are recorded "
@@ -256,7 +263,7 @@ class AssignForm(FlaskForm):
 
 
 class CommentForm(FlaskForm):
-    text = TextAreaField(_l("Comment"), validators=[DataRequired(), Length(max=4000)])
+    text = TextAreaField(_l("Comment"), validators=[DataRequired(), declared("comment", "text")])
 
 
 class MeetingForm(FlaskForm):
@@ -282,7 +289,7 @@ class UserForm(FlaskForm):
     is_affiliated = BooleanField(_l("Affiliated with the institution"), default=True)
     active = BooleanField(_l("Active"), default=True)
     password = PasswordField(_l("Password (new accounts; leave empty to keep)"), validators=[Optional(),
-                                                                                          Length(min=10, max=200)])
+                                                                                          Length(max=256)])
 
 
 class TokenForm(FlaskForm):
@@ -292,7 +299,7 @@ class TokenForm(FlaskForm):
 
 class PasswordChangeForm(FlaskForm):
     current = PasswordField(_l("Current password"), validators=[DataRequired()])
-    new = PasswordField(_l("New password"), validators=[DataRequired(), Length(min=10, max=200)])
+    new = PasswordField(_l("New password"), validators=[DataRequired(), Length(max=256)])
 
 
 # --- incidents --------------------------------------------------------------------------------------
@@ -311,10 +318,12 @@ class IncidentForm(FlaskForm):
                                    description=_l("Leave at 'the approved version' unless you know otherwise."))
     severity = RadioField(_l("Severity"), validators=[InputRequired()], choices=[])  # from the Severity enum
     occurred_at = DateField(_l("Date it happened"), validators=[Optional()])
-    what_happened = TextAreaField(_l("What happened"), validators=[DataRequired(), Length(max=8000)])
+    what_happened = TextAreaField(_l("What happened"),
+                                  validators=[DataRequired(), Length(max=max_length(IncidentIn, "what_happened"))])
     patient_harmed = BooleanField(_l("A patient was harmed"))
     deidentified_example = TextAreaField(
-        _l("De-identified example"), validators=[Optional(), Length(max=8000)],
+        _l("De-identified example"),
+        validators=[Optional(), Length(max=max_length(IncidentIn, "deidentified_example"))],
         description=_l("The model's input and output with names, record numbers, dates of birth and other "
                        "identifiers removed."))
 

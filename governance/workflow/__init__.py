@@ -15,6 +15,8 @@ from enum import StrEnum
 from ..domain import (OPEN_STATES, ROUTED_STATES, SYSTEM, TERMINAL_STATES, DeploymentStatus, N_, Outcome, Pathway,
                       Role, SubmissionState, SuspensionCause, VoteMeaning, values)
 
+from ..schemas import EMAIL_MAX, LINE_MAX, NOTE_MAX, PASSWORD_MAX
+
 S = SubmissionState
 D = DeploymentStatus
 __all__ = ["DEPLOYMENTS", "DECISION_OUTCOMES", "MACHINES", "OPEN_STATES", "ROUTED_STATES", "SUBMISSIONS",
@@ -33,6 +35,15 @@ class FieldSpec:
     choices: tuple[str, ...] = ()
     secret: bool = False  # never written to the event log
     help: str = ""
+    #: Characters allowed in a text value (0: the kind's limit from :mod:`governance.schemas`); the engine, the
+    #: action forms and the review pages all read :attr:`limit`.
+    max_length: int = 0
+
+    @property
+    def limit(self) -> int | None:
+        if self.max_length:
+            return self.max_length
+        return {"text": LINE_MAX, "textarea": NOTE_MAX, "email": EMAIL_MAX, "password": PASSWORD_MAX}.get(self.kind)
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,10 @@ class Transition:
     fields: tuple[FieldSpec, ...] = ()
     #: A decision or destructive action: the UI asks for confirmation and styles it apart.
     decisive: bool = False
+    #: One participant's own act recorded on the case (a declaration, a checklist, a vote, a comment): it does
+    #: not act on what others did, so the same act by different people at once is serialised on the case's row,
+    #: never refused as a conflict with a stale page.
+    independent: bool = False
 
     @property
     def to_state(self) -> StrEnum:
@@ -76,6 +91,15 @@ class Machine:
 
     def available(self, state: str) -> list[Transition]:
         return [t for t in self.transitions if t.source == self.states(state)]
+
+    def declared_field(self, event: str, name: str) -> FieldSpec:
+        """The field ``name`` of ``event`` as declared (the same in every state the event is possible from)."""
+        for t in self.transitions:
+            if t.event == event:
+                for spec in t.fields:
+                    if spec.name == name:
+                        return spec
+        raise KeyError(f"{self.name}: '{event}' declares no field '{name}'")
 
     def guard_names(self) -> set[str]:
         return {g for t in self.transitions for g in t.guards}
@@ -107,7 +131,7 @@ COMMENTABLE = (S.SUBMITTED, S.SCREENING, S.RETURNED, S.CLASSIFIED, S.AUDITING, S
 #: States from which the submitter may withdraw the case.
 WITHDRAWABLE = (S.DRAFT, S.SUBMITTED, S.SCREENING, S.RETURNED, S.HELD, S.REVISIONS_REQUIRED, S.DEFERRED)
 
-_decision_guards = ("not_own_case", "no_pending_audit", "adverse_event_reported")
+_decision_guards = ("not_own_case", "actor_not_recused", "no_pending_audit", "adverse_event_reported")
 
 SUBMISSION_TRANSITIONS: tuple[Transition, ...] = tuple([
     # intake
@@ -119,21 +143,21 @@ SUBMISSION_TRANSITIONS: tuple[Transition, ...] = tuple([
            guards=("case_opened_by_the_system", "model_version_identified", "descriptor_valid"),
            effects=("stamp_submitted",)),
     *_each(S.SUBMITTED, "start_screening", S.SCREENING, CHAIR, N_("Start screening"),
-           guards=("not_own_case",)),
+           guards=("not_own_case", "actor_not_recused")),
     *_each(S.SCREENING, "return_to_submitter", S.RETURNED, CHAIR, N_("Return to submitter"),
-           guards=("not_own_case",), fields=(REASON,)),
+           guards=("not_own_case", "actor_not_recused"), fields=(REASON,)),
     *_each(S.RETURNED, "resubmit", S.SUBMITTED, SUBMITTER, N_("Resubmit"),
            guards=("actor_is_case_submitter", "model_version_identified", "descriptor_valid"),
            effects=("stamp_submitted",),
            fields=(FieldSpec("response", N_("Response to the return"), kind="textarea"),)),
     *_each(S.SCREENING, "accept", S.CLASSIFIED, CHAIR, N_("Accept and classify"),
-           guards=("not_own_case", "descriptor_valid"), effects=("classify",)),
+           guards=("not_own_case", "actor_not_recused", "descriptor_valid"), effects=("classify",)),
     # classification: confirmed, or overridden with a written justification; either routes the case
     *_each(S.CLASSIFIED, "confirm_classification", S.AUDITING, CHAIR, N_("Confirm classification and route"),
-           guards=("not_own_case", "classification_present", "materiality_known"),
+           guards=("not_own_case", "actor_not_recused", "classification_present", "materiality_known"),
            effects=("confirm_classification", "route", "start_audit")),
     *_each(S.CLASSIFIED, "override_classification", S.AUDITING, CHAIR, N_("Override classification and route"),
-           guards=("not_own_case", "classification_present", "justification_given"),
+           guards=("not_own_case", "actor_not_recused", "classification_present", "justification_given"),
            effects=("override_classification", "route", "start_audit"),
            fields=(FieldSpec("pathway", N_("Pathway"), kind="choice", choices=tuple(values(Pathway))),
                    FieldSpec("review_as_class", N_("Review as NMPA class"), kind="choice",
@@ -146,44 +170,46 @@ SUBMISSION_TRANSITIONS: tuple[Transition, ...] = tuple([
            guards=("audit_verdict_is_not_pass",),
            effects=("record_audit_outcome", "resolve_materiality", "emit_dossier")),
     *_each(S.HELD, "rerun_audit", S.AUDITING, CHAIR, N_("Run the audit again"),
-           guards=("not_own_case", "audit_may_run_again"), effects=("start_audit",), fields=(REASON,)),
+           guards=("not_own_case", "actor_not_recused", "audit_may_run_again"), effects=("start_audit",),
+           fields=(REASON,)),
     # an audit that could not run (infrastructure) or was cancelled: the same frozen run, resumed
     *_each(S.AUDITING, "retry_audit", None, CHAIR, N_("Try the audit again"),
-           guards=("not_own_case", "audit_stopped"), effects=("retry_audit",), fields=(REASON,)),
+           guards=("not_own_case", "actor_not_recused", "audit_stopped"), effects=("retry_audit",), fields=(REASON,)),
     *_each(S.HELD, "require_revisions", S.REVISIONS_REQUIRED, CHAIR, N_("Require revisions"),
-           guards=("not_own_case",), effects=("record_decision", "emit_dossier"), fields=(REASON,), decisive=True),
+           guards=("not_own_case", "actor_not_recused"), effects=("record_decision", "emit_dossier"), fields=(REASON,),
+           decisive=True),
     *_each(S.HELD, "escalate", S.IN_REVIEW, CHAIR | SUBMITTER, N_("Escalate to the full board"),
-           guards=("actor_is_chair_or_case_submitter",), effects=("escalate_to_full_board",),
+           guards=("actor_is_chair_or_case_submitter", "actor_not_recused"), effects=("escalate_to_full_board",),
            fields=(REASON,)),
     # review: actions recorded on the case, the state stays
     *_each(S.IN_REVIEW, "assign_reviewer", None, CHAIR, N_("Assign a reviewer"),
-           guards=("not_own_case", "reviewer_eligible"), effects=("assign_reviewer",),
+           guards=("not_own_case", "actor_not_recused", "reviewer_eligible"), effects=("assign_reviewer",),
            fields=(FieldSpec("reviewer", N_("Reviewer e-mail"), kind="email"),
                    FieldSpec("due_date", N_("Due date (YYYY-MM-DD)"), kind="date", required=False))),
     *_each(S.IN_REVIEW, "declare_conflict", None, REVIEWERS, N_("Declare conflicts of interest"),
            guards=("not_own_case", "actor_takes_part_in_review", "conflict_not_yet_declared"),
-           effects=("record_conflict_declaration",),
+           effects=("record_conflict_declaration",), independent=True,
            fields=(FieldSpec("has_conflict", N_("I have a conflict of interest"), kind="bool"),
                    FieldSpec("statement", N_("Statement"), kind="textarea", required=False))),
     *_each(S.IN_REVIEW, "answer_checklist", None, REVIEWERS, N_("Answer the checklist"),
            guards=("not_own_case", "actor_takes_part_in_review", "actor_declared_no_conflict",
                    "checklist_answers_valid"),
-           effects=("store_checklist_answers",),
+           effects=("store_checklist_answers",), independent=True,
            fields=(FieldSpec("answers", N_("Answers"), kind="json"),)),
     *_each(S.IN_REVIEW, "schedule_meeting", None, CHAIR, N_("Put on a full-board meeting agenda"),
-           guards=("not_own_case", "pathway_is_full_board", "meeting_is_open"),
+           guards=("not_own_case", "actor_not_recused", "pathway_is_full_board", "meeting_is_open"),
            effects=("schedule_meeting",), fields=(FieldSpec("meeting", N_("Meeting id"), kind="int"),)),
     *_each(S.IN_REVIEW, "vote", None, REVIEWERS, N_("Vote (electronic signature)"),
            guards=("not_own_case", "actor_may_vote", "actor_declared_no_conflict", "not_yet_voted",
                    "checklist_complete", "vote_consistent_with_audit", "signature_password_valid"),
-           effects=("record_vote", "escalate_divergent_fast_track"),
+           effects=("record_vote", "escalate_divergent_fast_track"), independent=True,
            fields=(FieldSpec("meaning", N_("Meaning of your signature"), kind="choice",
                              choices=tuple(values(VoteMeaning))),
                    FieldSpec("comment", N_("Comment"), kind="textarea", required=False),
                    SIGNATURE_PASSWORD)),
     *_each(S.IN_REVIEW, "escalate", None, {Role.AI_SUBCOMMITTEE_MEMBER, Role.IRB_CHAIR},
            N_("Escalate to the full board"),
-           guards=("pathway_is_fast_track", "actor_is_chair_or_assigned_reviewer"),
+           guards=("pathway_is_fast_track", "actor_is_chair_or_assigned_reviewer", "actor_not_recused"),
            effects=("escalate_to_full_board",), fields=(REASON,)),
     # the decision gate
     *_each(S.IN_REVIEW, "approve", S.APPROVED, CHAIR, N_("Record decision: approved"),
@@ -210,11 +236,11 @@ SUBMISSION_TRANSITIONS: tuple[Transition, ...] = tuple([
            effects=("stamp_submitted", "start_new_round"),
            fields=(FieldSpec("response", N_("What was revised"), kind="textarea"),)),
     *_each(S.DEFERRED, "reconsider", S.IN_REVIEW, CHAIR, N_("Reconsider at a later meeting"),
-           guards=("not_own_case",), effects=("start_new_round",)),
+           guards=("not_own_case", "actor_not_recused"), effects=("start_new_round",)),
     *_each(WITHDRAWABLE, "withdraw", S.WITHDRAWN, SUBMITTER, N_("Withdraw"),
            guards=("actor_is_case_submitter", "case_may_be_withdrawn"), fields=(REASON,), decisive=True),
     *_each(COMMENTABLE, "comment", None, SUBMITTER | REVIEWERS, N_("Comment"),
-           guards=("actor_can_see_case",), effects=("store_comment",),
+           guards=("actor_can_see_case", "actor_not_recused"), effects=("store_comment",), independent=True,
            fields=(FieldSpec("text", N_("Comment"), kind="textarea"),)),
 ])
 
