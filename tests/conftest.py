@@ -58,6 +58,32 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("backend", backends, scope="function")
 
 
+#: Modules whose module-scoped fixtures are expensive (a demo instance, scripted audits of the shipped bank, a
+#: browser) run on one pytest-xdist worker each; every other test is handed out on its own. They are collected
+#: first, longest first, so the two workers finish together.
+ONE_WORKER_MODULES = ("test_topology", "test_cli", "test_story", "test_judge", "test_properties", "test_gate",
+                      "test_audit", "test_api_schema", "test_permissions", "test_workflow_table",
+                      "test_classification", "test_deployment_table", "test_gpu")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: position for position, name in enumerate(ONE_WORKER_MODULES)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable: the rest keep their order
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """Module-wide work units for :data:`ONE_WORKER_MODULES`, one test per unit elsewhere (xdist's own
+    ``loadgroup`` marks node ids in a way pytest 9 no longer reads)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ExpensiveModulesTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if Path(module).stem in ONE_WORKER_MODULES else nodeid
+
+    return ExpensiveModulesTogether(config, log)
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     if REQUIRE_SERVICES:
         for name, url in (("PostgreSQL", POSTGRES_URL), ("Redis", REDIS_URL)):

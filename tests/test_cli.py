@@ -29,6 +29,19 @@ def govern(instance: Path, *args: str, input: str | None = None, check: bool = F
     return result
 
 
+def govern_in_process(instance: Path, *args: str) -> str:
+    """The same command in this process (no interpreter start): for the many steps of one story. Exits 0."""
+    from click.testing import CliRunner
+
+    from governance.cli import cli
+
+    environment = {k: None for k in os.environ if k.startswith("GOVERNANCE_")}
+    result = CliRunner().invoke(cli, list(args), env={**environment, "GOVERNANCE_INSTANCE": str(instance)},
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
 @pytest.fixture(scope="module")
 def demo_instance(tmp_path_factory) -> Path:
     """A new instance folder after `govern init && govern demo` (shared by this module's tests). Its gates ask the
@@ -82,22 +95,23 @@ def test_a_demo_draft_is_driven_to_a_decision_with_fire(demo_instance):
     assert refused.returncode == 1
     assert "refused by guard 'roles'" in refused.stderr and "only submitter may" in refused.stderr
     assert "Traceback" not in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    # the steps between run in this process (the same commands, without starting an interpreter each time)
     for event, actor in (("submit", dev), ("start_screening", chair), ("accept", chair),
                          ("confirm_classification", chair)):
-        govern(demo_instance, "fire", case, event, "--as", actor, check=True)
-    shown = json.loads(govern(demo_instance, "submission", "show", case, "--json", check=True).stdout)
+        govern_in_process(demo_instance, "fire", case, event, "--as", actor)
+    shown = json.loads(govern_in_process(demo_instance, "submission", "show", case, "--json"))
     assert shown["state"] == "in_review" and shown["audit"]["verdict"] == "pass"
     reviewers = ["ai.zhou@demo.hospital", "ai.xu@demo.hospital"]
     for reviewer in reviewers:
-        govern(demo_instance, "fire", case, "assign_reviewer", "--as", chair,
-               "--data", json.dumps({"reviewer": reviewer}), check=True)
-    template = govern(demo_instance, "checklist", "show", case, "--template", check=True).stdout
+        govern_in_process(demo_instance, "fire", case, "assign_reviewer", "--as", chair,
+                          "--data", json.dumps({"reviewer": reviewer}))
+    template = govern_in_process(demo_instance, "checklist", "show", case, "--template")
     for reviewer in reviewers:
-        govern(demo_instance, "fire", case, "declare_conflict", "--as", reviewer,
-               "--data", '{"has_conflict": false}', check=True)
-        govern(demo_instance, "fire", case, "answer_checklist", "--as", reviewer, "--data", template, check=True)
-        govern(demo_instance, "fire", case, "vote", "--as", reviewer, "--data",
-               json.dumps({"meaning": "approve", "password": _password(demo_instance, reviewer)}), check=True)
+        govern_in_process(demo_instance, "fire", case, "declare_conflict", "--as", reviewer,
+                          "--data", '{"has_conflict": false}')
+        govern_in_process(demo_instance, "fire", case, "answer_checklist", "--as", reviewer, "--data", template)
+        govern_in_process(demo_instance, "fire", case, "vote", "--as", reviewer, "--data",
+                          json.dumps({"meaning": "approve", "password": _password(demo_instance, reviewer)}))
     decided = govern(demo_instance, "fire", case, "approve", "--as", chair, check=True)
     assert "in_review → approved" in decided.stdout
     assert govern(demo_instance, "log", "verify").returncode == 0

@@ -117,7 +117,7 @@ def _audit(session: Session, run: AuditRun | None) -> tuple[dict[str, Any] | Non
             "dimensions": [{"code": code, **entry} for code, entry in regression["dimensions"].items()]},
         "metadata": run.run_metadata, "failing": shown, "failing_total": len(failing),
         "failing_more": max(0, len(failing) - len(shown)),
-        "chart_svg": charts.accuracy_chart(dimensions) if dimensions else "",
+        "chart_png": charts.accuracy_chart_png(dimensions) if dimensions else "",
         "error": run.error,
     }
     evidence = {"audit_run": run.id, "policy": run.policy, "policy_digest": run.policy_digest, "plan": run.plan,

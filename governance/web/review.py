@@ -16,7 +16,7 @@ from .. import queries
 from ..audit.store import run_rows
 from ..committees import load_committee_rules
 from ..db import get_session, make_session_factory
-from ..dossier.charts import accuracy_chart
+from ..dossier.charts import accuracy_chart_png
 from ..dossier.context import item_texts
 from ..domain import Pathway, Role
 from ..models import (Assignment, ChecklistResponse, ConflictDeclaration, Dossier, MeetingAttendance, RoleAssignment,
@@ -198,7 +198,7 @@ def audit(submission_id: int):
     dimensions = [{"code": c, **e} for c, e in ((run.summary or {}).get("dimensions") or {}).items() if e["n"]] \
         if run else []
     return render_template("review/audit.html", case=case, run=run, dimensions=dimensions,
-                           chart=accuracy_chart(dimensions) if dimensions else "", failing=rows, texts=texts)
+                           chart_png=accuracy_chart_png(dimensions) if dimensions else "", failing=rows, texts=texts)
 
 
 @bp.get("/submissions/<id:submission_id>/audit/progress.json")
