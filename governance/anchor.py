@@ -226,15 +226,37 @@ def checkpoint(session: Session, settings: Settings, *, reason: str, force: bool
     return record
 
 
+def verified_chain(session: Session, settings: Settings) -> dict[str, Any]:
+    """The chain a dossier prints, checked from the last signed checkpoint of the default store (whose head the log
+    must still hold at its sequence number) rather than from the first event: each dossier then re-hashes only what
+    was appended since the last checkpoint, and every dossier writes one. Without a checkpoint that holds, from the
+    first event. ``seq`` and ``count`` are those of the head; ``since`` is where the check started."""
+    last = _last_record(store_paths(settings)[0])
+    start_seq, start_hash, start_count = 0, eventlog.GENESIS_HASH, 0
+    if last is not None and _record_signature_problem(last, trusted_certificates(settings)) is None:
+        held = session.execute(select(Event.hash).where(Event.seq == last["seq"])).scalar()
+        if held != last["head"]:
+            return {"ok": False, "count": 0, "seq": 0, "head": held or "", "since": last["seq"],
+                    "problem": f"the log no longer holds the last signed checkpoint's head at seq {last['seq']}: it "
+                               "was rewritten or truncated"}
+        start_seq, start_hash, start_count = last["seq"], last["head"], int(last.get("count", last["seq"]))
+    report = eventlog.verify_chain(session, start_seq=start_seq, start_hash=start_hash)
+    problem = report.describe() if not report.ok else (
+        f"event log intact: {start_count + report.count} events, head {report.head_hash}"
+        + (f" (checked from the signed checkpoint at seq {start_seq})" if start_seq else ""))
+    return {"ok": report.ok, "count": start_count + report.count, "seq": start_seq + report.count,
+            "head": report.head_hash, "since": start_seq, "problem": problem}
+
+
 def anchor_dossier(settings: Settings, dossier: dict[str, Any], chain: dict[str, Any]) -> dict[str, Any] | None:
     """The checkpoint written when a dossier is emitted (once its row is committed): the head the dossier prints
-    (``chain`` of its context, verified from the first event) and the dossier's id, digest and path. A failure is
+    (``chain`` of its context, from :func:`verified_chain`) and the dossier's id, digest and path. A failure is
     logged, never raised: the dossier is signed and stored either way, and the next scheduler pass anchors."""
     if not chain.get("ok"):
         log.warning("dossier %s: the event log did not verify; no checkpoint written", dossier.get("id"))
         return None
     try:
-        record, _failed = write_checkpoint(settings, seq=int(chain["count"]), head=chain["head"],
+        record, _failed = write_checkpoint(settings, seq=int(chain.get("seq", chain["count"])), head=chain["head"],
                                            count=int(chain["count"]), reason="dossier", dossier=dossier)
     except (AnchorError, SigningKeyError, OSError) as exc:
         log.error("dossier %s: no log checkpoint written: %s", dossier.get("id"), exc)

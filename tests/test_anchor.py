@@ -298,3 +298,49 @@ def test_a_dossier_writes_a_checkpoint_and_its_head_is_checked(factory, app, run
     result, output = _verify(runner)
     assert result.exit_code == 1
     assert f"RE-HASH: dossier #{dossier_id} records chain head {chain_head[:16]}" in output
+
+
+# --- the chain a dossier prints: checked from the last signed checkpoint ---------------------------------------
+
+def test_a_dossier_chain_check_starts_at_the_last_signed_checkpoint(factory, runner, institution, monkeypatch):
+    from governance import anchor
+
+    total = _events(factory)
+    assert anchor.verified_chain(factory.session, institution)["since"] == 0  # no checkpoint yet: from the start
+    assert runner.invoke("log", "checkpoint").exit_code == 0
+    more = _events(factory) - total
+    starts = []
+    verify = eventlog.verify_chain
+    monkeypatch.setattr(eventlog, "verify_chain", lambda s, **kw: starts.append(kw.get("start_seq", 0)) or verify(s, **kw))
+    chain = anchor.verified_chain(factory.session, institution)
+    assert starts == [total] and chain["ok"] and chain["since"] == total
+    assert chain["count"] == chain["seq"] == total + more
+    assert chain["head"] == eventlog.head(factory.session)[1]
+
+
+def test_a_dossier_chain_check_refuses_a_log_rewritten_before_the_checkpoint(factory, app, runner, backend,
+                                                                             institution):
+    from governance import anchor
+
+    _events(factory, 2)
+    assert runner.invoke("log", "checkpoint").exit_code == 0
+    with _engine(app).begin() as connection:
+        _bypass_triggers(connection, backend)
+        connection.execute(sa.text("UPDATE event SET actor = 'forger' WHERE seq = 3"))
+        _rehash_from(connection, 3)
+    chain = anchor.verified_chain(factory.session, institution)
+    assert not chain["ok"] and "no longer holds the last signed checkpoint's head" in chain["problem"]
+
+
+def test_a_forged_checkpoint_is_not_a_starting_point(factory, runner, institution):
+    from governance import anchor
+
+    total = _events(factory)
+    assert runner.invoke("log", "checkpoint").exit_code == 0
+    store = institution.instance_path / "anchors" / "log-checkpoints.jsonl"
+    record = json.loads(store.read_text().splitlines()[-1])
+    forged = {**record, "seq": 1, "count": 1, "head": factory.session.execute(
+        sa.text("SELECT hash FROM event WHERE seq = 1")).scalar()}
+    store.write_text(store.read_text() + json.dumps(forged) + "\n")
+    chain = anchor.verified_chain(factory.session, institution)
+    assert chain["ok"] and chain["since"] == 0 and chain["count"] == total  # the signature fails: from the start

@@ -166,13 +166,18 @@ def _review(session: Session, settings: Settings, submission: Submission) -> dic
     }
 
 
-def _events(session: Session, submission: Submission) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def _events(session: Session, submission: Submission,
+            chain: dict[str, Any] | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The submission's events, and the whole log's chain check: ``chain`` when the caller verified it (from the
+    last signed checkpoint), else recomputed here from the first event."""
     rows = eventlog.events_for_submission(session, submission.id)
     events = [{"seq": e.seq, "at": eventlog.format_timestamp(e.occurred_at), "actor": e.actor, "name": e.name,
                "from": e.from_state, "to": e.to_state, "payload": e.payload, "hash": e.hash, "prev_hash": e.prev_hash}
               for e in rows]
-    report = eventlog.verify_chain(session)
-    chain = {"ok": report.ok, "count": report.count, "head": report.head_hash, "problem": report.describe()}
+    if chain is None:
+        report = eventlog.verify_chain(session)
+        chain = {"ok": report.ok, "count": report.count, "seq": report.count, "head": report.head_hash, "since": 0,
+                 "problem": report.describe()}
     return events, chain
 
 
@@ -191,15 +196,16 @@ def _monitoring(session: Session, deployment: Deployment, submission: Submission
 
 
 def build(session: Session, settings: Settings, submission: Submission, gate: str, *,
-          event_seq: int | None = None) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """The template context and the evidence attachments (name -> bytes) of one dossier."""
+          event_seq: int | None = None, chain: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The template context and the evidence attachments (name -> bytes) of one dossier; ``chain``: the event
+    log's check when the caller made it (see :func:`_events`)."""
     deployment = session.get(Deployment, submission.deployment_id)
     version = session.get(ModelVersion, submission.model_version_id)
     classification = _classification(session, submission)
     run = queries.latest_audit(session, submission)
     audit, audit_evidence = _audit(session, run)
     review = _review(session, settings, submission)
-    events, chain = _events(session, submission)
+    events, chain = _events(session, submission, chain)
     gate_event = next((e for e in events if e["seq"] == event_seq), events[-1] if events else None)
     if gate in {"decision", "continuing_review"} and review["decisions"]:
         outcome = review["decisions"][-1]["outcome"]

@@ -39,7 +39,10 @@ def emit(session: Session, settings: Settings, submission: Submission, gate: str
     if gate not in {"audit", "decision", "suspension", "continuing_review"}:
         raise GovernanceError(f"unknown gate '{gate}'")
     signer = load_signer(settings)  # before rendering: without a key there is nothing to do
-    context, attachments = dossier_context.build(session, settings, submission, gate, event_seq=event_seq)
+    # The chain is checked from the last signed checkpoint, not from the first event: a pass that emits many
+    # dossiers re-hashes each stretch of the log once (every dossier writes a checkpoint).
+    context, attachments = dossier_context.build(session, settings, submission, gate, event_seq=event_seq,
+                                                 chain=anchor.verified_chain(session, settings))
     rendered = render(context, attachments, settings.reports_dir)
     signed = sign(rendered.pdf, rendered.signature_box, settings, signer=signer,
                   reason=f"Ethics review dossier: submission {submission.id}, {gate} gate")
