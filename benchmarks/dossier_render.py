@@ -22,14 +22,28 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+def whole_bank_file(n: int, folder: Path) -> Path:
+    """The shipped bank, every item type, repeated with new ids to ``n`` items (the policies' behaviour criteria
+    need their behaviour items)."""
+    from governance.audit.items import load_items, write_items
+
+    base = list(load_items("builtin").items)
+    items = [base[k % len(base)].model_copy(update={"item_id": f"{base[k % len(base)].item_id}-r{k // len(base)}"})
+             for k in range(n)]
+    path = folder / f"bank-{n}.jsonl"
+    write_items(items, path)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, default=12000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--profile", type=Path, help="write cProfile statistics of the first emit here")
     arguments = parser.parse_args()
 
-    from benchmarks.audit_throughput import bank_file, machine
+    from benchmarks.audit_throughput import machine
     from governance import migrate
     from governance.app import create_app
     from governance.db import get_db
@@ -38,7 +52,7 @@ def main() -> None:
     from tests.factories import Factory
 
     folder = Path(tempfile.mkdtemp(prefix="dossier-bench-"))
-    bank = bank_file(arguments.items, folder)
+    bank = whole_bank_file(arguments.items, folder)
     database = f"sqlite:///{folder / 'db.sqlite3'}"
     migrate.upgrade(database)
     (folder / "instance").mkdir()
@@ -56,7 +70,14 @@ def main() -> None:
         timings, dossier = [], None
         for _ in range(arguments.repeat):
             began = time.perf_counter()
-            dossier = dossier_ops.emit(session, settings, case, "audit")
+            if arguments.profile and not timings:
+                import cProfile
+
+                with cProfile.Profile() as profile:
+                    dossier = dossier_ops.emit(session, settings, case, "audit")
+                profile.dump_stats(arguments.profile)
+            else:
+                dossier = dossier_ops.emit(session, settings, case, "audit")
             session.commit()
             timings.append(time.perf_counter() - began)
         size = (settings.instance_path / "dossiers" / dossier.path).stat().st_size

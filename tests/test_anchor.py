@@ -344,3 +344,21 @@ def test_a_forged_checkpoint_is_not_a_starting_point(factory, runner, institutio
     store.write_text(store.read_text() + json.dumps(forged) + "\n")
     chain = anchor.verified_chain(factory.session, institution)
     assert chain["ok"] and chain["since"] == 0 and chain["count"] == total  # the signature fails: from the start
+
+
+def test_log_verify_since_checkpoint_rehashes_only_what_came_after(factory, app, runner, backend, institution):
+    total = _events(factory)
+    assert runner.invoke("log", "checkpoint").exit_code == 0
+    more = _events(factory) - total
+    result = runner.invoke("log", "verify", "--since-checkpoint", "--json")
+    data = json.loads(result.output)
+    assert result.exit_code == 0 and data["ok"], result.output
+    assert (data["since_checkpoint"], data["events_checked"], data["events"]) == (total, more, total + more)
+    with _engine(app).begin() as connection:  # history before the checkpoint rewritten and re-hashed
+        _bypass_triggers(connection, backend)
+        connection.execute(sa.text("UPDATE event SET actor = 'forger' WHERE seq = 2"))
+        _rehash_from(connection, 2)
+    result = runner.invoke("log", "verify", "--since-checkpoint")
+    assert result.exit_code == 1 and "no longer holds the last signed checkpoint's head at seq" in result.output
+    refused = runner.invoke("log", "verify", "--since-checkpoint", "--state")
+    assert refused.exit_code != 0 and "cannot start at a checkpoint" in refused.output

@@ -279,3 +279,37 @@ def test_the_continuing_review_dossier_shows_the_accuracy_trend_and_the_incident
     assert "Continuing review" in text and "Accuracy over time" in text and "批准以来的监测" in text
     assert "reaudit" in text and "Formatting glitch in a discharge letter." in text
     assert "overall" in text  # the chart's legend: the SVG was drawn into the page
+
+
+def test_the_audit_chart_draws_each_bar_to_its_accuracy_in_its_domain_colour():
+    import base64
+
+    from governance.dossier import charts
+
+    dimensions = [{"code": "privacy_confidentiality", "accuracy": 0.5, "ci95": [0.4, 0.6]},
+                  {"code": "medication_safety", "accuracy": 0.9, "ci95": [0.8, 0.95]},
+                  {"code": "informed_consent", "accuracy": 0.0, "ci95": [0.0, 0.1]}]
+    png = charts.accuracy_chart_png(dimensions)
+    assert png == charts.accuracy_chart_png(dimensions)  # the same data, the same bytes
+    image = Image.open(io.BytesIO(base64.b64decode(png))).convert("RGB")
+    assert image.size == (charts.WIDTH, charts.HEIGHT)
+    base, height = charts.HEIGHT - charts.BOTTOM, charts.HEIGHT - charts.TOP - charts.BOTTOM
+    slot = (charts.WIDTH - charts.LEFT - charts.RIGHT) / 3
+
+    def pixel(index: int, value: float) -> tuple[int, int, int]:
+        return image.getpixel((round(charts.LEFT + slot * index + slot * 0.3), round(base - value * height)))
+
+    assert pixel(0, 0.45) == charts.ETHICS_COLOUR and pixel(0, 0.55) == (255, 255, 255)
+    assert pixel(1, 0.85) == charts.SAFETY_COLOUR and pixel(1, 0.92) != charts.SAFETY_COLOUR
+    assert pixel(2, 0.05) == (255, 255, 255)  # no bar for zero
+
+
+def test_the_appendix_samples_failures_from_every_dimension_safety_first():
+    from governance.dossier.context import failing_sample
+
+    rows = [{"item_id": f"{d}-{k}", "dimension": d} for d in ("informed_consent", "medication_safety", "zzz_local")
+            for k in range(5)]
+    chosen = [r["item_id"] for r in failing_sample(rows, 7)]
+    assert chosen == ["medication_safety-0", "informed_consent-0", "zzz_local-0", "medication_safety-1",
+                      "informed_consent-1", "zzz_local-1", "medication_safety-2"]
+    assert len(failing_sample(rows, 100)) == 15

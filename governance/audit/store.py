@@ -73,10 +73,11 @@ class DatabaseStore:
 
 def run_rows(factory, run_id: int) -> list[dict[str, Any]]:
     """A run's item results in item-id order (statistics depend on the order: it is fixed)."""
+    columns = [AuditItemResult.__table__.c[name] for name in ROW_FIELDS]  # plain rows: no ORM identity map
     with factory() as session:
-        results = session.execute(select(AuditItemResult).where(AuditItemResult.run_id == run_id)
-                                  .order_by(AuditItemResult.item_id)).scalars().all()
-        return [{k: getattr(r, k) for k in ROW_FIELDS} for r in results]
+        results = session.execute(select(*columns).where(AuditItemResult.run_id == run_id)
+                                  .order_by(AuditItemResult.item_id)).all()
+        return [dict(zip(ROW_FIELDS, r, strict=True)) for r in results]
 
 
 def stale_runs(session: Session, older_than: timedelta, now: datetime | None = None) -> list[int]:

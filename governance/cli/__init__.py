@@ -28,7 +28,7 @@ COMMANDS = {
     "submission": ("core:submission", "Inspect cases."),
     "fire": ("core:fire_command", "Drive the workflow from the shell: fire EVENT on a case as a user."),
     "workflow": ("core:workflow", "The declared workflow."),
-    "log": ("core:log", "The hash-chained event log."),
+    "log": ("log:log", "The hash-chained event log."),
     "deployment": ("cases:deployment", "AI deployments."),
     "version": ("cases:version", "Model versions."),
     "case": ("cases:case", "Open cases (submissions)."),

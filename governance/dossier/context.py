@@ -15,7 +15,7 @@ from sqlmodel import Session
 
 from .. import eventlog, obligations, queries
 from ..audit.store import run_rows
-from ..audit.items import raw_records
+from ..audit.items import ETHICS_DIMENSIONS, SAFETY_DIMENSIONS, raw_records
 from ..committees import load_committee_rules
 from ..config import Settings
 from ..db import make_session_factory
@@ -24,7 +24,9 @@ from ..models import (AuditRun, ChecklistResponse, Classification, ConflictDecla
 from . import charts
 
 #: How many failing items the appendix lists (the rest are counted).
-FAILING_ITEMS_SHOWN = 100
+#: Failing items printed in the appendix (all of them are in the attached audit-results.json), taken in turn from
+#: each dimension, safety first: the committee reads a sample of every kind of failure, not the first ids.
+FAILING_ITEMS_SHOWN = 40
 GATE_TITLES = {"audit": ("Audit gate", "审计关口"), "decision": ("Decision gate", "决定关口"),
                "suspension": ("Suspension", "暂停"), "continuing_review": ("Continuing review", "跟踪审查")}
 
@@ -34,7 +36,8 @@ def _iso(moment) -> str | None:
 
 
 def _json_bytes(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, indent=1, sort_keys=True, default=str).encode("utf-8")
+    """Compact JSON (the C encoder; an indented dump of a 12,000-item audit takes ten times as long)."""
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str).encode("utf-8")
 
 
 def item_texts(source: str, wanted: set[str]) -> dict[str, dict[str, str]]:
@@ -78,6 +81,24 @@ def _judgement_shown(judgement: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
+def failing_sample(failing: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """Up to ``limit`` failing results taken in turn from each dimension (safety dimensions first, then ethics,
+    then any other), each dimension's in item-id order; printed in that order."""
+    by_dimension: dict[str, list[dict[str, Any]]] = {}
+    for row in failing:
+        by_dimension.setdefault(row["dimension"], []).append(row)
+    order = [d for d in SAFETY_DIMENSIONS + ETHICS_DIMENSIONS if d in by_dimension]
+    order += sorted(d for d in by_dimension if d not in order)
+    chosen: list[dict[str, Any]] = []
+    depth = 0
+    while len(chosen) < limit and any(depth < len(by_dimension[d]) for d in order):
+        for dimension in order:
+            if depth < len(by_dimension[dimension]) and len(chosen) < limit:
+                chosen.append(by_dimension[dimension][depth])
+        depth += 1
+    return chosen
+
+
 def _audit(session: Session, run: AuditRun | None) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     if run is None:
         return None, None
@@ -85,14 +106,15 @@ def _audit(session: Session, run: AuditRun | None) -> tuple[dict[str, Any] | Non
     dimensions = [{"code": code, **entry} for code, entry in (summary.get("dimensions") or {}).items() if entry["n"]]
     results = run_rows(make_session_factory(session.get_bind()), run.id)
     failing = [r for r in results if not r["correct"]]
-    texts = item_texts(run.items_source, {r["item_id"] for r in failing[:FAILING_ITEMS_SHOWN]})
+    sample = failing_sample(failing, FAILING_ITEMS_SHOWN)
+    texts = item_texts(run.items_source, {r["item_id"] for r in sample})
     shown = [{"item_id": r["item_id"], "dimension": r["dimension"], "gold": "".join(r["gold"]),
               "answer": r["answer"] or (r["error"][:80] if r["error"] else "—"), "valid": r["valid"],
               "stem_zh": texts.get(r["item_id"], {}).get("stem_zh", ""),
               "stem_en": texts.get(r["item_id"], {}).get("stem_en", ""),
               "raw": (r["raw_output"] or "")[:300] if r["item_type"] in {"behavior", "open"} else "",
               "grader": r.get("grader") or "exact", "judgement": _judgement_shown(r.get("judgement") or {})}
-             for r in failing[:FAILING_ITEMS_SHOWN]]
+             for r in sample]
     regression = summary.get("regression")
     runs = session.execute(select(AuditRun).where(AuditRun.model_version_id == run.model_version_id)
                            .order_by(AuditRun.id)).scalars().all()
