@@ -242,6 +242,47 @@ def conflict_not_yet_declared(ctx: Context) -> str | None:
     return None
 
 
+@guard("conflict_statement_given", needs_data=True)
+def conflict_statement_given(ctx: Context) -> str | None:
+    """A declared conflict says what it is: the statement is what the dossier and the chair read."""
+    if ctx.data.get("has_conflict") and not (ctx.data.get("statement") or "").strip():
+        return "'statement' is required when you declare a conflict of interest: say what the conflict is"
+    return None
+
+
+def _reviews_case(ctx: Context, member: User) -> bool:
+    """Whether ``member`` takes part in the review of the case (as :func:`actor_takes_part_in_review` asks)."""
+    if queries.is_assigned(ctx.session, ctx.submission, member):
+        return True
+    return ctx.submission.pathway == Pathway.FULL_BOARD.value and \
+        bool(roles_of(ctx.session, member) & _rules(ctx).eligible_roles(Pathway.FULL_BOARD.value))
+
+
+@guard("declaration_correction_valid", needs_data=True)
+def declaration_correction_valid(ctx: Context) -> str | None:
+    """The chair's correction of a member's declaration: a member who reviews the case, a statement for a
+    conflict, a change to what stands, and nobody clears their own recusal."""
+    email = ctx.data.get("member") or ""
+    member = ctx.session.execute(select(User).where(User.email == email)).scalars().first()
+    if member is None or not member.active:
+        return f"'member': no active user '{email}'"
+    if member.id == ctx.submission.submitter_id:
+        return f"{member.name} submitted this case: they take no part in its review"
+    current = queries.declaration(ctx.session, ctx.submission, member)
+    if current is None and not _reviews_case(ctx, member):
+        return f"{member.name} does not take part in the review of this case"
+    has_conflict, statement = bool(ctx.data.get("has_conflict")), (ctx.data.get("statement") or "").strip()
+    if has_conflict and not statement:
+        return "'statement' is required when the correction records a conflict of interest: say what it is"
+    if current is None and not has_conflict:
+        return f"{member.name} has not declared yet: they declare themselves, or the correction records a conflict"
+    if member.id == ctx.actor.id and not has_conflict:
+        return "nobody clears their own declaration: another chair records this correction"
+    if current is not None and current.has_conflict == has_conflict and current.statement == statement:
+        return f"this is what {member.name}'s declaration already says"
+    return None
+
+
 @guard("actor_declared_no_conflict")
 def actor_declared_no_conflict(ctx: Context) -> str | None:
     declared = queries.declaration(ctx.session, ctx.submission, ctx.actor)

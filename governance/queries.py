@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlmodel import Session
 
 from .checklists import Checklist, checklist_for
@@ -86,14 +86,26 @@ def is_assigned(session: Session, submission: Submission, user: User) -> bool:
 
 @_asked_once
 def declaration(session: Session, submission: Submission, user: User) -> ConflictDeclaration | None:
+    """The member's standing on the case: their latest declaration row (their own, or the chair's correction)."""
     return session.execute(select(ConflictDeclaration).where(ConflictDeclaration.submission_id == submission.id,
-                                                             ConflictDeclaration.user_id == user.id)).scalars().first()
+                                                             ConflictDeclaration.user_id == user.id)
+                           .order_by(ConflictDeclaration.id.desc()).limit(1)).scalars().first()
+
+
+def declarations(session: Session, submission: Submission) -> list[ConflictDeclaration]:
+    """Every declaration row of the case, oldest first: the members' own and the chair's corrections."""
+    return list(session.execute(select(ConflictDeclaration).where(ConflictDeclaration.submission_id == submission.id)
+                                .order_by(ConflictDeclaration.id)).scalars())
 
 
 @_asked_once
 def conflicted_user_ids(session: Session, submission: Submission) -> set[int]:
+    """Members whose latest declaration on the case is a conflict (a correction supersedes what was declared)."""
+    latest = (select(func.max(ConflictDeclaration.id))
+              .where(ConflictDeclaration.submission_id == submission.id)
+              .group_by(ConflictDeclaration.user_id))
     return set(session.execute(select(ConflictDeclaration.user_id).where(
-        ConflictDeclaration.submission_id == submission.id, ConflictDeclaration.has_conflict.is_(True))).scalars())
+        ConflictDeclaration.id.in_(latest), ConflictDeclaration.has_conflict.is_(True))).scalars())
 
 
 @_asked_once

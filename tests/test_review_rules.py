@@ -240,9 +240,14 @@ def test_override_needs_a_justification_and_keeps_the_original(factory):
 
 
 def test_conflict_statement_is_required_when_conflicted(factory, session):
+    """A conflict without a statement is refused (it used to be recorded with a made-up "conflict declared")."""
     case = factory.case_in("in_review")
     reviewer = factory.person("ai1")
     factory.fire(case, "assign_reviewer", factory.person("chair"), reviewer=reviewer.email)
-    factory.fire(case, "declare_conflict", reviewer, has_conflict=True)
+    for blank in ({}, {"statement": ""}, {"statement": "   "}):
+        refusal = refused(factory, case, "declare_conflict", reviewer, has_conflict=True, **blank)
+        assert refusal.guard == "conflict_statement_given" and "'statement' is required" in refusal.reason
+    assert session.exec(select(ConflictDeclaration).where(ConflictDeclaration.submission_id == case.id)).all() == []
+    factory.fire(case, "declare_conflict", reviewer, has_conflict=True, statement="I advise the vendor.")
     row = session.exec(select(ConflictDeclaration).where(ConflictDeclaration.submission_id == case.id)).one()
-    assert row.has_conflict and row.statement
+    assert row.has_conflict and row.statement == "I advise the vendor."

@@ -8,15 +8,14 @@ import sys
 from pathlib import Path
 
 import click
-from flask import current_app
 from flask.cli import with_appcontext
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from .. import migrate, queries
+from .. import eventlog, migrate, queries
 from ..config import CONFIG_FILE_NAME, new_secret_key, write_instance_config
-from ..db import get_db, get_session
+from ..db import get_session
 from ..domain import Role, values
-from ..models import AuditRun, Deployment, ModelVersion, Submission, User
+from ..models import Deployment, ModelVersion, Submission
 from ..operations import GovernanceError, fire
 from ..operations.users import create_user
 from ..security import check_password_strength

@@ -159,6 +159,7 @@ def _review(session: Session, settings: Settings, submission: Submission) -> dic
     answers = session.execute(select(ChecklistResponse).where(ChecklistResponse.submission_id == submission.id)
                               .order_by(ChecklistResponse.reviewer_id, ChecklistResponse.item_id)).scalars().all()
     people = _users(session, {a.reviewer_id for a in assignments} | {d.user_id for d in declarations} |
+                    {d.corrected_by_id for d in declarations} |
                     {v.voter_id for v in votes} | {d.decided_by_id for d in decisions} | {a.reviewer_id for a in answers})
     item_text = {}
     if answers and submission.pathway:
@@ -172,7 +173,9 @@ def _review(session: Session, settings: Settings, submission: Submission) -> dic
         "assignments": [{"reviewer": people[a.reviewer_id].name, "due": a.due_date.isoformat() if a.due_date else None,
                          "assigned_at": _iso(a.assigned_at)} for a in assignments],
         "declarations": [{"member": people[d.user_id].name, "has_conflict": d.has_conflict, "statement": d.statement,
-                          "declared_at": _iso(d.declared_at)} for d in declarations],
+                          "declared_at": _iso(d.declared_at), "reason": d.reason,
+                          "corrected_by": people[d.corrected_by_id].name if d.corrected_by_id in people else None}
+                         for d in declarations],
         "quorum": quorum,
         "votes": [{"printed_name": v.printed_name, "meaning": v.meaning, "signed_at": _iso(v.signed_at),
                    "round": v.round, "method": v.method, "record_digest": v.record_digest, "comment": v.comment}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, Column, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, Column, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from ..domain import ChecklistAnswer, Outcome, Pathway, VoteMeaning
@@ -27,11 +27,19 @@ class Assignment(SQLModel, table=True):
 
 
 class ConflictDeclaration(SQLModel, table=True):
-    """A participant's conflict-of-interest declaration; a conflicted member neither votes nor counts to quorum."""
+    """A participant's conflict-of-interest declaration; a conflicted member neither votes nor counts to quorum.
+
+    Rows are never edited: the member declares once (``corrected_by_id`` NULL), and the chair may record a
+    correction later, with a reason, as a new row (``corrected_by_id`` the chair, ``corrects_id`` the row it
+    supersedes). A member's standing on the case is their latest row."""
 
     __tablename__ = "conflict_declaration"
-    __table_args__ = (UniqueConstraint("submission_id", "user_id", name="uq_conflict_declaration_submission_user"),
-                      CheckConstraint("NOT has_conflict OR length(statement) > 0", name="conflict_explained"))
+    __table_args__ = (CheckConstraint("NOT has_conflict OR length(statement) > 0", name="conflict_explained"),
+                      CheckConstraint("corrected_by_id IS NULL OR length(reason) > 0", name="correction_explained"),
+                      # one declaration of their own per member and case; corrections are added beside it
+                      Index("uq_conflict_declaration_own", "submission_id", "user_id", unique=True,
+                            sqlite_where=text("corrected_by_id IS NULL"),
+                            postgresql_where=text("corrected_by_id IS NULL")))
 
     id: int | None = Field(default=None, primary_key=True)
     submission_id: int = Field(foreign_key="submission.id", index=True)
@@ -39,6 +47,12 @@ class ConflictDeclaration(SQLModel, table=True):
     has_conflict: bool
     statement: str = ""
     declared_at: datetime = Field(default_factory=utcnow)
+    #: The chair who recorded this row as a correction (NULL: the member's own declaration).
+    corrected_by_id: int | None = Field(default=None, foreign_key="user_account.id")
+    #: The row this correction supersedes (NULL: the member had not declared).
+    corrects_id: int | None = Field(default=None, foreign_key="conflict_declaration.id")
+    #: Why the chair corrected the declaration (required for a correction).
+    reason: str = ""
 
 
 class ChecklistResponse(SQLModel, table=True):

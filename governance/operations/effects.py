@@ -185,13 +185,34 @@ def assign_reviewer(ctx: Context) -> None:
 
 @effect("record_conflict_declaration")
 def record_conflict_declaration(ctx: Context) -> None:
-    statement = ctx.data.get("statement") or ""
-    if ctx.data["has_conflict"] and not statement:
-        statement = "conflict declared"
+    statement = (ctx.data.get("statement") or "").strip()  # a conflict's statement is required by its guard
     ctx.session.add(ConflictDeclaration(submission_id=ctx.submission.id, user_id=ctx.actor.id,
                                         has_conflict=ctx.data["has_conflict"], statement=statement,
                                         declared_at=ctx.now))
     ctx.payload.update(has_conflict=ctx.data["has_conflict"], recused=ctx.data["has_conflict"])
+
+
+@effect("record_conflict_correction")
+def record_conflict_correction(ctx: Context) -> None:
+    """The chair's correction: a new declaration row for the member that supersedes their latest one (which is
+    kept); the member's standing on the case follows it from now on (a vote they signed while recused is not
+    counted; a member whose recusal is lifted may answer the checklist and vote)."""
+    member = ctx.session.execute(select(User).where(User.email == ctx.data["member"])).scalars().one()
+    previous = queries.declaration(ctx.session, ctx.submission, member)
+    has_conflict = bool(ctx.data["has_conflict"])
+    row = ConflictDeclaration(submission_id=ctx.submission.id, user_id=member.id, has_conflict=has_conflict,
+                              statement=(ctx.data.get("statement") or "").strip(), declared_at=ctx.now,
+                              corrected_by_id=ctx.actor.id, corrects_id=previous.id if previous else None,
+                              reason=ctx.data["reason"].strip())
+    ctx.session.add(row)
+    ctx.session.flush()
+    ctx.payload.update(member_name=member.name, declaration=row.id, corrects=row.corrects_id,
+                       was_recused=bool(previous and previous.has_conflict), recused=has_conflict)
+    if member.id != ctx.actor.id:
+        standing = "recused" if has_conflict else "not recused: you may review and vote"
+        notify(ctx.session, ctx.settings, [member], kind="conflict_correction",
+               subject=f"Case #{ctx.submission.id}: the chair corrected your conflict declaration ({standing})",
+               body=row.reason, link=f"/submissions/{ctx.submission.id}", now=ctx.now)
 
 
 @effect("store_checklist_answers")

@@ -16,8 +16,8 @@ from ..extensions import babel, csrf, limiter, login_manager
 from ..models import User
 from ..notify import unread_count
 from ..permissions import roles_of
+from .i18n import LOCALE_OF, page_language, select_locale
 
-LOCALES = ("en", "zh_CN")
 #: Werkzeug's default error descriptions (an ``abort(404)`` without one), translated on the error page; an
 #: ``abort`` with its own description translates it where it is raised.
 HTTP_DESCRIPTIONS = frozenset({
@@ -33,20 +33,13 @@ HTTP_DESCRIPTIONS = frozenset({
 })
 
 
-def _locale() -> str:
-    chosen = request.cookies.get("locale")
-    if chosen in LOCALES:
-        return chosen
-    return request.accept_languages.best_match(LOCALES) or "en"
-
-
 def init_app(app: Flask) -> None:
     from . import account, admin, auth, cases, chair, dashboard, deployments, incidents, notifications, registry, review
     from . import sessions
 
     csrf.init_app(app)
     limiter.init_app(app)
-    babel.init_app(app, locale_selector=_locale, default_translation_directories="translations")
+    babel.init_app(app, locale_selector=select_locale, default_translation_directories="translations")
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.login_message = None
@@ -126,7 +119,7 @@ def init_app(app: Flask) -> None:
         signed_in = current_user.is_authenticated
         roles = roles_of(get_session(), current_user) if signed_in else frozenset()
         return {"current_roles": roles, "has_role": lambda *wanted: bool(roles & set(wanted)),
-                "settings": app.config["GOVERNANCE"], "locale": _locale(),
+                "settings": app.config["GOVERNANCE"], "lang": page_language(), "locale_of": LOCALE_OF,
                 "unread_notifications": (lambda: unread_count(get_session(), current_user)) if signed_in else None}
 
     from . import filters

@@ -14,6 +14,7 @@ from ..operations.users import authenticate, sign_out
 from . import sessions
 from .access import me
 from .forms import ConfirmForm, LoginForm
+from .i18n import LOCALES
 
 bp = Blueprint("auth", __name__)
 
@@ -64,6 +65,6 @@ def logout():
 def set_locale(code: str):
     form = ConfirmForm()
     response = redirect(_safe_next(request.form.get("next") or request.referrer and urlsplit(request.referrer).path))
-    if form.validate_on_submit() and code in ("en", "zh_CN"):
+    if form.validate_on_submit() and code in LOCALES:
         response.set_cookie("locale", code, max_age=365 * 24 * 3600, samesite="Lax", httponly=True)
     return response

@@ -16,6 +16,7 @@ from ..workflow import SubmissionState
 from .access import me, roles
 from .actions import fire_posted_action
 from .forms import CommentForm, ObligationForm, action_form_class
+from .review import correction_form, recused_notice
 
 bp = Blueprint("cases", __name__, url_prefix="/submissions")
 
@@ -59,6 +60,15 @@ def _show(session, submission: Submission):
     mine = roles()
     reviewer = bool(mine & {Role.IRB_MEMBER, Role.AI_SUBCOMMITTEE_MEMBER, Role.IRB_CHAIR}) and \
         submission.state == SubmissionState.IN_REVIEW and submission.submitter_id != me().id
+    my_declaration = queries.declaration(session, submission, me()) if reviewer else None
+    recused = my_declaration is not None and my_declaration.has_conflict
+    # the chair sees every declaration and its corrections, and may record a correction
+    chair = Role.IRB_CHAIR in mine and submission.submitter_id != me().id
+    declarations = queries.declarations(session, submission) if chair else []
+    declarants = dict(session.execute(select(User.id, User.name).where(User.id.in_(
+        {d.user_id for d in declarations} | {d.corrected_by_id for d in declarations if d.corrected_by_id}))).all()) \
+        if declarations else {}
+    correcting = chair and not recused and submission.state == SubmissionState.IN_REVIEW
     return render_template(
         "submissions/show.html", submission=submission,
         deployment=session.get(Deployment, submission.deployment_id),
@@ -69,7 +79,11 @@ def _show(session, submission: Submission):
         assignments=assignments, reviewer_names=reviewer_names, votes=votes, decisions=decisions, dossiers=dossiers,
         comments=comments, reviewer=reviewer, comment_form=CommentForm(), obligation_form=ObligationForm(),
         can_record_obligations=bool(mine & {Role.COMPLIANCE_OFFICER, Role.IRB_CHAIR}),
-        generic_hidden={"declare_conflict", "answer_checklist", "vote", "assign_reviewer", "comment"})
+        my_declaration=my_declaration, recused=recused, recused_notice=recused_notice() if recused else "",
+        declarations=declarations, declarants=declarants,
+        correction_form=correction_form(session, submission) if correcting else None,
+        generic_hidden={"declare_conflict", "answer_checklist", "vote", "assign_reviewer", "comment",
+                        "correct_conflict_declaration"})
 
 
 @bp.post("/<id:submission_id>/events/<event>")

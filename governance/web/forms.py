@@ -213,12 +213,39 @@ class VersionForm(FlaskForm):
 class DeclarationForm(FlaskForm):
     has_conflict = SelectField(_l("Do you have a conflict of interest in this case?"),
                                choices=opts([("false", _l("No")), ("true", _l("Yes — I recuse myself"))]))
-    statement = TextAreaField(_l("Statement"), validators=[Optional(), declared("declare_conflict", "statement")],
+    # no Optional(): it would stop the chain on an empty statement before validate_statement says it is required
+    statement = TextAreaField(_l("Statement"), validators=[declared("declare_conflict", "statement")],
                               description=_l("Required when you declare a conflict: what it is."))
 
     def validate_statement(self, field) -> None:
         if self.has_conflict.data == "true" and not (field.data or "").strip():
-            raise ValidationError(_l("Say what the conflict is."))
+            raise ValidationError(_l("A statement is required when you declare a conflict: say what the conflict "
+                                     "is."))
+
+
+class CorrectionForm(FlaskForm):
+    """The chair's correction of a member's conflict declaration (recorded as a new declaration row)."""
+
+    member = SelectField(_l("Member"), choices=[], validators=[InputRequired()])
+    has_conflict = SelectField(_l("The member's standing on this case"), validators=[InputRequired()],
+                               choices=opts([("", _l("— choose —")),
+                                             ("true", _l("Has a conflict of interest: recused")),
+                                             ("false", _l("No conflict of interest: reviews and votes"))]))
+    statement = TextAreaField(_l("Statement"), validators=[declared("correct_conflict_declaration", "statement")],
+                              description=_l("Required when the member has a conflict: what it is."))
+    reason = TextAreaField(_l("Reason for the correction"),
+                           validators=[InputRequired(message=_l("Give the reason for the correction.")),
+                                       declared("correct_conflict_declaration", "reason")],
+                           description=_l("Kept with the declaration and in the event log."))
+
+    def validate_statement(self, field) -> None:
+        if self.has_conflict.data == "true" and not (field.data or "").strip():
+            raise ValidationError(_l("A statement is required when the member has a conflict: say what the "
+                                     "conflict is."))
+
+    def validate_reason(self, field) -> None:
+        if not (field.data or "").strip():
+            raise ValidationError(_l("Give the reason for the correction."))
 
 
 def checklist_form_class(items, lang: str) -> type[FlaskForm]:

@@ -8,9 +8,10 @@ from typing import Any
 
 from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, send_file,
                    url_for)
-from flask_babel import get_locale, gettext as _
+from flask_babel import gettext as _
 from flask_login import login_required
 from sqlalchemy import and_, exists, false, or_, select
+from sqlalchemy.orm import aliased
 
 from .. import queries
 from ..audit.store import run_rows
@@ -26,12 +27,20 @@ from ..operations.dossiers import absolute_path
 from ..permissions import can_see, roles_of
 from ..workflow import SubmissionState
 from .access import me, require_roles, roles
-from .forms import AssignForm, CommentForm, DeclarationForm, VoteForm, checklist_form_class, opts
+from .forms import (AssignForm, CommentForm, CorrectionForm, DeclarationForm, VoteForm, checklist_form_class,
+                    opts)
+from .i18n import page_language
 from .listing import paginate
 from .vocabulary import words
 
 bp = Blueprint("review", __name__)
 REVIEWER_ROLES = (Role.IRB_MEMBER, Role.AI_SUBCOMMITTEE_MEMBER, Role.IRB_CHAIR)
+
+
+def recused_notice() -> str:
+    """What a recused member is told wherever the review would go on (the case page says it too)."""
+    return _("You declared a conflict of interest and are recused from this case: you do not answer its checklist, "
+             "vote on it or comment on it. If the declaration is wrong, ask the chair to correct it.")
 
 
 def _case(submission_id: int) -> Submission:
@@ -67,11 +76,17 @@ def queue():
     on_my_meeting = exists().where(MeetingAttendance.meeting_id == Submission.meeting_id,
                                    MeetingAttendance.user_id == user.id, MeetingAttendance.present.is_(True))
     declared = exists().where(ConflictDeclaration.submission_id == Submission.id, ConflictDeclaration.user_id == user.id)
+    later = aliased(ConflictDeclaration)
+    recused = exists().where(  # my latest declaration on the case (a correction supersedes mine) is a conflict
+        ConflictDeclaration.submission_id == Submission.id, ConflictDeclaration.user_id == user.id,
+        ConflictDeclaration.has_conflict.is_(True),
+        ~exists().where(later.submission_id == Submission.id, later.user_id == user.id,
+                        later.id > ConflictDeclaration.id))
     answered = exists().where(ChecklistResponse.submission_id == Submission.id, ChecklistResponse.reviewer_id == user.id,
                               ChecklistResponse.round == Submission.round)
     voted = exists().where(Vote.submission_id == Submission.id, Vote.voter_id == user.id, Vote.round == Submission.round)
     query = (select(Submission, Assignment.due_date, declared.label("declared"), answered.label("answered"),
-                    voted.label("voted"))
+                    voted.label("voted"), recused.label("recused"))
              .outerjoin(Assignment, and_(Assignment.submission_id == Submission.id, Assignment.reviewer_id == user.id))
              .where(Submission.state == SubmissionState.IN_REVIEW,
                     or_(Assignment.id.is_not(None), on_my_meeting if Role.IRB_MEMBER in roles() else false())))
@@ -83,14 +98,30 @@ def queue():
 @bp.route("/submissions/<id:submission_id>/declare", methods=["GET", "POST"])
 @require_roles(*REVIEWER_ROLES)
 def declare(submission_id: int):
+    session = get_session()
     case = _case(submission_id)
     form = DeclarationForm()
-    if form.validate_on_submit() and _fire(case, "declare_conflict",
-                                           {"has_conflict": form.has_conflict.data == "true",
-                                            "statement": form.statement.data or ""},
-                                           _("Declaration recorded.")):
-        return redirect(url_for("review.checklist", submission_id=case.id), code=303)
-    return render_template("review/declare.html", case=case, form=form)
+    if form.validate_on_submit():
+        has_conflict = form.has_conflict.data == "true"
+        if _fire(case, "declare_conflict", {"has_conflict": has_conflict, "statement": form.statement.data or ""},
+                 _("Declaration recorded.")):
+            if has_conflict:  # a recused member leaves the review: back to the case, not on to the checklist
+                flash(recused_notice(), "info")
+                return redirect(url_for("cases.show", submission_id=case.id), code=303)
+            return redirect(url_for("review.checklist", submission_id=case.id), code=303)
+    elif request.method == "POST":
+        flash(_("Not recorded: see the fields marked below."), "error")
+    return render_template("review/declare.html", case=case, form=form,
+                           current=queries.declaration(session, case, me()))
+
+
+def _recused(session, case: Submission):
+    """A redirect to the case page, saying why, when the member is recused from the case (else None)."""
+    current = queries.declaration(session, case, me())
+    if current is not None and current.has_conflict:
+        flash(recused_notice(), "error")
+        return redirect(url_for("cases.show", submission_id=case.id), code=303)
+    return None
 
 
 @bp.route("/submissions/<id:submission_id>/checklist", methods=["GET", "POST"])
@@ -104,8 +135,10 @@ def checklist(submission_id: int):
     if declared is None:
         flash(_("Declare your conflicts of interest first."), "error")
         return redirect(url_for("review.declare", submission_id=case.id), code=303)
+    if (away := _recused(session, case)) is not None:
+        return away
     selected = queries.checklist_of(session, case, _settings())
-    lang = "zh" if str(get_locale()) == "zh_CN" else "en"  # the page's language (cookie, else Accept-Language)
+    lang = page_language()
     items = selected.applicable_items(queries.case_facts(session, case))
     form = checklist_form_class(items, lang)()
     if request.method == "GET":
@@ -129,6 +162,8 @@ def checklist(submission_id: int):
 def vote(submission_id: int):
     session = get_session()
     case = _case(submission_id)
+    if (away := _recused(session, case)) is not None:
+        return away
     form = VoteForm()
     if form.validate_on_submit() and _fire(case, "vote", {"meaning": form.meaning.data, "password": form.password.data,
                                                           "comment": form.comment.data or ""},
@@ -149,6 +184,53 @@ def comment(submission_id: int):
     else:
         flash(_("A comment cannot be empty."), "error")
     return redirect(url_for("cases.show", submission_id=case.id) + "#comments", code=303)
+
+
+def correction_candidates(session, case: Submission) -> list[User]:
+    """Members whose declaration the chair may correct: those who declared on the case, and the active members
+    of the pathway's roles who may review it (not the submitter)."""
+    rules = load_committee_rules(_settings().regulations_dir)
+    wanted = rules.eligible_roles(case.pathway or Pathway.FULL_BOARD.value)
+    declared = {d.user_id for d in queries.declarations(session, case)}
+    people = session.execute(select(User).outerjoin(RoleAssignment, RoleAssignment.user_id == User.id)
+                             .where(or_(RoleAssignment.role.in_(wanted), User.id.in_(declared)),
+                                    User.active.is_(True), User.id != case.submitter_id)
+                             .distinct().order_by(User.name)).scalars().all()
+    return list(people)
+
+
+def correction_form(session, case: Submission) -> CorrectionForm:
+    form = CorrectionForm(prefix="correction")
+    standing = {d.user_id: d for d in queries.declarations(session, case)}  # the latest row wins
+    form.member.choices = opts([("", _("— choose —"))] + [
+        (u.email, f"{u.name} ({_declared_as(standing.get(u.id))})") for u in correction_candidates(session, case)])
+    return form
+
+
+def _declared_as(row: ConflictDeclaration | None) -> str:
+    if row is None:
+        return _("not declared")
+    return _("recused") if row.has_conflict else _("no conflict")
+
+
+@bp.post("/submissions/<id:submission_id>/declarations/correct")
+@require_roles(Role.IRB_CHAIR)
+def correct_declaration(submission_id: int):
+    """The chair records a correction of a member's conflict declaration, with the reason."""
+    session = get_session()
+    case = _case(submission_id)
+    form = correction_form(session, case)
+    target = url_for("cases.show", submission_id=case.id) + "#declarations"
+    if not form.validate_on_submit():
+        problems = "; ".join(f"{form[name].label.text}: {', '.join(str(e) for e in errors)}"
+                             for name, errors in form.errors.items())
+        flash(_("Not recorded: %(problems)s", problems=problems), "error")
+        return redirect(target, code=303)
+    _fire(case, "correct_conflict_declaration",
+          {"member": form.member.data, "has_conflict": form.has_conflict.data == "true",
+           "statement": form.statement.data or "", "reason": form.reason.data},
+          _("Correction recorded."))
+    return redirect(target, code=303)
 
 
 def eligible_reviewers(session, case: Submission) -> list[User]:

@@ -38,7 +38,7 @@ TERMS: frozenset[str] = frozenset({
     N_("gate"),
     N_("audit"), N_("decision"), N_("suspension"), N_("continuing review"),
     # notification kinds (beyond the above)
-    N_("expiry"), N_("reinstatement"),
+    N_("expiry"), N_("reinstatement"), N_("conflict correction"),
     # meetings: statuses and capacities
     N_("scheduled"), N_("in session"), N_("member"), N_("adviser"), N_("guest"),
     # obligations, API token scopes, source certainty
@@ -79,8 +79,9 @@ TERMS: frozenset[str] = frozenset({
     # event names: the workflow's events ...
     N_("file"), N_("start screening"), N_("return to submitter"), N_("resubmit"), N_("accept"),
     N_("confirm classification"), N_("override classification"), N_("audit passed"), N_("audit failed"),
-    N_("rerun audit"), N_("retry audit"), N_("escalate"), N_("assign reviewer"), N_("declare conflict"), N_("answer checklist"),
-    N_("schedule meeting"), N_("vote"), N_("reconsider"), N_("withdraw"), N_("comment"),
+    N_("rerun audit"), N_("retry audit"), N_("escalate"), N_("assign reviewer"), N_("declare conflict"),
+    N_("correct conflict declaration"), N_("answer checklist"), N_("schedule meeting"), N_("vote"), N_("reconsider"),
+    N_("withdraw"), N_("comment"),
     N_("activate"), N_("suspend"), N_("reinstate"), N_("renew"), N_("expire"), N_("retire"),
     # ... and the records written beside them
     N_("escalated to full board"), N_("audit cancel requested"), N_("audit error"), N_("grader validated"),

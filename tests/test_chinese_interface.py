@@ -1,0 +1,279 @@
+"""A reader whose language is Chinese: one place decides the language (tested with Babel's real locale objects),
+bilingual data (checklists, obligation titles) comes in Chinese, and the main pages carry no untranslated English
+sentence outside identifiers, code, citations of English-only data (marked ``lang="en"``) and the case's own data."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from babel import Locale
+
+from governance import obligations, queries
+from governance.models import Deployment
+from governance.web.i18n import LOCALES, language_of, page_language, select_locale
+
+from .factories import FAST_TRACK_EXAMPLE, FULL_BOARD_EXAMPLE
+from .test_web import login
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# --- the one place that decides --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("code", ["zh", "zh_CN", "zh_Hans", "zh_Hans_CN", "zh_SG", "zh_Hans_SG", "zh_TW", "zh_HK"])
+def test_every_chinese_babel_locale_is_chinese(code):
+    locale = Locale.parse(code)
+    assert locale.language == "zh"
+    assert language_of(locale) == "zh"
+    assert language_of(str(locale)) == "zh"  # its string form too (zh_CN parses to zh_Hans_CN)
+    assert language_of(code) == "zh"
+
+
+def test_babel_really_adds_the_script_to_zh_cn():
+    """The cause of the English checklists: the interface's code zh_CN is not what Babel hands back."""
+    assert str(Locale.parse("zh_CN")) == "zh_Hans_CN" != "zh_CN"
+    assert language_of(Locale.parse("zh_CN")) == "zh"
+
+
+@pytest.mark.parametrize("code", ["en", "en_US", "en_GB", "en_Latn_US", "fr", "de_DE"])
+def test_other_babel_locales_are_english(code):
+    assert language_of(Locale.parse(code)) == "en"
+    assert language_of(code) == "en"
+
+
+@pytest.mark.parametrize("value, expected", [(None, "en"), ("", "en"), ("zh-CN", "zh"), ("zh-Hans-CN", "zh"),
+                                             ("ZH_cn", "zh"), ("en-US", "en"), ("xx_YY", "en"), ("zh_XX_bad", "zh")])
+def test_strings_and_nothing(value, expected):
+    assert language_of(value) == expected
+
+
+def test_the_locale_codes_offered_parse_to_the_two_languages():
+    assert {language_of(Locale.parse(code)) for code in LOCALES} == {"en", "zh"}
+
+
+@pytest.mark.parametrize("headers, cookie, expected", [
+    ({}, None, "en"),
+    ({"Accept-Language": "zh-CN,zh;q=0.9"}, None, "zh"),
+    ({"Accept-Language": "zh"}, None, "zh"),
+    ({"Accept-Language": "en-US,en;q=0.9"}, None, "en"),
+    ({"Accept-Language": "zh-CN"}, "en", "en"),
+    ({"Accept-Language": "en"}, "zh_CN", "zh"),
+    ({}, "fr", "en"),
+])
+def test_the_request_language(app, headers, cookie, expected):
+    if cookie:
+        headers = {**headers, "Cookie": f"locale={cookie}"}
+    with app.test_request_context("/", headers=headers):
+        assert page_language() == expected
+    assert page_language() == "en"  # outside a request
+
+
+def test_the_instance_default_locale_applies_without_a_preference(app):
+    app.config["GOVERNANCE"] = app.config["GOVERNANCE"].replace(default_locale="zh_CN")
+    with app.test_request_context("/"):
+        assert select_locale() == "zh_CN" and page_language() == "zh"
+    with app.test_request_context("/", headers={"Accept-Language": "en"}):
+        assert page_language() == "en"
+
+
+def test_nothing_else_compares_locales():
+    """Every language decision goes through governance/web/i18n.py."""
+    pattern = re.compile(r"get_locale|==\s*['\"]zh_CN['\"]|!=\s*['\"]zh_CN['\"]|['\"]zh_CN['\"]\s*[!=]=")
+    offenders = []
+    for path in (ROOT / "governance").rglob("*"):
+        if path.suffix not in {".py", ".html"} or path.name == "i18n.py":
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if pattern.search(line):
+                offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)
+
+
+# --- the rendered pages -----------------------------------------------------------------------------------
+
+#: Elements whose text is not prose to translate: code, identifiers and machine output.
+SKIPPED_TAGS = {"code", "pre", "script", "style", "kbd", "samp", "var"}
+VOID_TAGS = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+#: Attributes a reader sees or hears.
+READ_ATTRIBUTES = {"title", "placeholder", "alt", "aria-label"}
+WORD = re.compile(r"^[A-Za-z]+(?:['’-][A-Za-z]+)*$")
+PUNCTUATION = "()[]{}\"'“”‘’,;:.!?…—–·/"
+#: Latin-only runs of this many words are sentences to translate.
+MIN_WORDS = 4
+#: Deliberately English (keep this short; each entry says why). Data without a Chinese text in its data file is
+#: marked ``lang="en"`` where it is shown instead, and the case's own data is allowed by the test below.
+ALLOWED: dict[str, str] = {}
+#: Known gaps, not allowances: elements (by class) whose text is still English where it is made. Their text is
+#: scanned apart, so this test guards everything else now; :func:`test_the_known_gaps_are_still_gaps` fails once
+#: they are translated, to remove them here. ``refusal``/``refused``: the reasons governance/guards.py returns
+#: (English sentences, shown after "当前不可操作 (guard):" on the case and deployment pages).
+KNOWN_GAP_CLASSES = {"refusal", "refused"}
+
+
+class _Reader(HTMLParser):
+    """The texts a reader meets, outside code and outside elements marked as English (``lang="en"``); the texts of
+    the known gaps apart."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[tuple[bool, bool]] = []  # per open element: (hidden, in a known gap), inherited
+        self.texts: list[str] = []
+        self.gap_texts: list[str] = []
+
+    @property
+    def state(self) -> tuple[bool, bool]:
+        return self.stack[-1] if self.stack else (False, False)
+
+    def _keep(self, text: str, gap: bool) -> None:
+        (self.gap_texts if gap else self.texts).append(text)
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        hidden, gap = self.state
+        hidden = hidden or tag in SKIPPED_TAGS or (attributes.get("lang") or "").lower().startswith("en")
+        gap = gap or bool(KNOWN_GAP_CLASSES & set((attributes.get("class") or "").split()))
+        if not hidden:
+            for name, value in attrs:
+                if name in READ_ATTRIBUTES and value:
+                    self._keep(value, gap)
+        if tag not in VOID_TAGS:
+            self.stack.append((hidden, gap))
+
+    def handle_startendtag(self, tag, attrs):
+        self.handle_starttag("br", attrs)  # attributes only, nothing opened
+
+    def handle_endtag(self, tag):
+        if tag not in VOID_TAGS and self.stack:
+            self.stack.pop()
+
+    def handle_data(self, data):
+        hidden, gap = self.state
+        if not hidden and data.strip():
+            self._keep(data, gap)
+
+
+def english_sentences(html: str, known_gaps: bool = False) -> list[str]:
+    """Runs of ``MIN_WORDS`` or more Latin-only words (in the known gaps' texts if ``known_gaps``): an identifier,
+    a number, a URL, an e-mail address, a digest or a Chinese character breaks a run, and so does a full stop."""
+    reader = _Reader()
+    reader.feed(html)
+    found: list[str] = []
+    for text in reader.gap_texts if known_gaps else reader.texts:
+        run: list[str] = []
+        for token in text.split() + [""]:
+            core = token.strip(PUNCTUATION)
+            if core and WORD.match(core):
+                run.append(core)
+                if not token.endswith((".", "!", "?")):
+                    continue
+            if len(run) >= MIN_WORDS:
+                found.append(" ".join(run))
+            run = []
+    return found
+
+
+def test_the_scan_finds_english_and_skips_what_is_not_prose():
+    page = ("<p>这是中文。 This sentence is not translated.</p><p>仅 a b c</p><code>not a sentence to translate</code>"
+            "<p lang=\"en\">Deliberately English data text</p><p>模型 Qwen/Qwen2.5-7B-Instruct sha256 deadbeef "
+            "user@test.hospital https://example.org/a/b</p><input placeholder=\"Type your reason here\">"
+            "<p>见 <small lang=\"en\">an English citation, here</small>，然后 Click the green button</p>"
+            "<div class=\"action refused\" title=\"a known gap, not yet translated\"><p>一个 known gap sentence here</p>"
+            "</div><p>Two sentences. Of four words each? No: three.</p>")
+    assert english_sentences(page) == ["This sentence is not translated", "Type your reason here",
+                                       "Click the green button", "Of four words each"]
+    assert english_sentences(page, known_gaps=True) == ["a known gap not yet translated", "known gap sentence here"]
+
+
+def _strings(value) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for item in value.values() for s in _strings(item)]
+    if isinstance(value, (list, tuple)):
+        return [s for item in value for s in _strings(item)]
+    return []
+
+
+def _chinese(client):
+    response = client.post("/locale/zh_CN", data={"next": "/"})
+    assert response.status_code == 302
+
+
+@pytest.mark.parametrize("example", [FAST_TRACK_EXAMPLE, FULL_BOARD_EXAMPLE])
+def test_the_main_pages_are_chinese_for_a_chinese_reader(app, client, factory, example):
+    _render_and_scan(app, client, factory, example)
+
+
+@pytest.mark.xfail(strict=True, reason="guard refusal reasons are English (governance/guards.py); see KNOWN_GAP_CLASSES")
+def test_the_known_gaps_are_still_gaps(app, client, factory):
+    assert not _render_and_scan(app, client, factory, FULL_BOARD_EXAMPLE)
+
+
+def _render_and_scan(app, client, factory, example) -> set[str]:
+    """Renders the main pages for a reviewer and for the chair, in Chinese; fails on an untranslated sentence and
+    returns the known gaps it met."""
+    case = factory.case_in("in_review", example)
+    chair = factory.person("chair")
+    if case.pathway == "ai_subcommittee":
+        reviewer = factory.person("ai1")
+        factory.fire(case, "assign_reviewer", chair, reviewer=reviewer.email)
+    else:
+        reviewer = factory.person("board1")
+        factory.fire(case, "schedule_meeting", chair, meeting=factory.meeting().id)
+    factory.fire(case, "declare_conflict", reviewer, has_conflict=False)
+    deployment = factory.session.get(Deployment, case.deployment_id)
+    # The case's own data (what the submitter typed: names, descriptions, the case title) is in whatever language
+    # it was written in; the fixtures' descriptors are English.
+    own_data = [deployment.name, case.title, *_strings(deployment.descriptor)]
+    people = [p.name for p in (chair, reviewer, factory.person("submitter"))]
+
+    pages: dict[str, str] = {}
+    login(client, reviewer)
+    _chinese(client)
+    for path in ("/", f"/submissions/{case.id}", f"/submissions/{case.id}/checklist", "/review"):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        pages[path] = response.data.decode()
+
+    second = app.test_client()
+    login(second, factory.user("irb_chair", "irb_member", "compliance_officer", "submitter", "admin"))
+    _chinese(second)
+    for path in ("/", "/cases", f"/submissions/{case.id}", "/registry", "/deployments/",
+                 f"/deployments/{deployment.id}"):
+        response = second.get(path)
+        assert response.status_code == 200, path
+        pages[f"{path} (chair)"] = response.data.decode()
+
+    for path, page in pages.items():
+        assert '<html lang="zh-CN">' in page, path
+
+    # The checklist's questions, title and evidence are the Chinese ones from checklists/*.yaml.
+    checklist = queries.checklist_of(factory.session, case, factory.settings)
+    items = checklist.applicable_items(queries.case_facts(factory.session, case))
+    page = pages[f"/submissions/{case.id}/checklist"]
+    assert checklist.title.zh in page and checklist.title.en not in page
+    for item in items:
+        assert item.text.zh in page and item.evidence.zh in page, item.id
+        assert item.text.en not in page and item.evidence.en not in page, item.id
+
+    # Obligation titles come from regulations/*.yaml in Chinese where the file has one.
+    titles = [o["title_zh"] for o in obligations.with_status(factory.session, case)]
+    assert all(titles) and titles == [t for t in titles if t in pages[f"/submissions/{case.id} (chair)"]]
+
+    own = [_words(text) for text in own_data + people]
+    untranslated, gaps = {}, set()
+    for path, page in pages.items():
+        left = sorted({s for s in english_sentences(page) if s not in ALLOWED and not any(s in text for text in own)})
+        if left:
+            untranslated[path] = left
+        gaps |= set(english_sentences(page, known_gaps=True))
+    assert not untranslated, untranslated
+    return gaps
+
+
+def _words(text: str) -> str:
+    """A text as :func:`english_sentences` joins its words (punctuation dropped, single spaces)."""
+    return " ".join(token.strip(PUNCTUATION) for token in text.split())
