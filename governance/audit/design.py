@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -171,14 +170,15 @@ def mcnemar_decline_p(worse: int, better: int) -> float:
     return float(binom.sf(worse - 1, discordant, 0.5))
 
 
-@lru_cache(maxsize=64)
-def _decline_table(n: int) -> np.ndarray:
-    """p[m, w] = P(W ≥ w | m discordant pairs), for m, w ≤ n (1 where m = 0)."""
-    table = np.ones((n + 1, n + 2))
-    for m in range(1, n + 1):
-        table[m, : m + 1] = binom.sf(np.arange(m + 1) - 1, m, 0.5)
-        table[m, m + 1:] = 0.0
-    return table
+def _decline_p(discordant: np.ndarray, worse: np.ndarray) -> np.ndarray:
+    """P(W ≥ w | m discordant pairs) elementwise (1 where m = 0): the exact one-sided McNemar p of each draw,
+    computed once per distinct (m, w). A lookup table over every (m, w) up to the item count would grow with its
+    square (20 GB for a domain of 50,000 items)."""
+    pairs = np.stack([discordant, worse])
+    distinct, inverse = np.unique(pairs, axis=1, return_inverse=True)
+    p = binom.sf(distinct[1] - 1, distinct[0], 0.5)
+    p[distinct[0] == 0] = 1.0
+    return p[inverse.reshape(-1)]
 
 
 def weighted_holm(p_values: np.ndarray, weights: np.ndarray, alpha: float) -> np.ndarray:
@@ -224,8 +224,7 @@ def simulate_declines(tests: list[DeclineTest], items: dict[str, int], alpha: fl
     for k, test in enumerate(tests):
         idx = [columns[d] for d in test.members if d in columns]
         w, b = worse[:, idx].sum(axis=1), better[:, idx].sum(axis=1)
-        table = _decline_table(int(sum(items[d] for d in test.members if d in items)))
-        p_values[:, k] = table[w + b, w]
+        p_values[:, k] = _decline_p(w + b, w)
     rejected = weighted_holm(p_values, np.array([t.weight for t in tests]), alpha)
     result = {test.name: float(rejected[:, k].mean()) for k, test in enumerate(tests)}
     result["any"] = float(rejected.any(axis=1).mean())
