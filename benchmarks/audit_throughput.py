@@ -10,7 +10,11 @@ turn (reversed on odd repetitions):
 - ``govern``: ``govern audit run --backend openai`` as its own process: prompting, HTTP, scoring, persisting the
   results file in batches;
 - ``bare``: the floor: an asyncio client on raw sockets (one keep-alive HTTP/1.1 connection per slot) that
-  sends the exact bodies govern sends, pre-serialised, and parses each reply's JSON, nothing else.
+  sends the exact bodies govern sends, pre-serialised, and parses each reply's JSON, nothing else;
+- ``lm-eval`` (with ``--lm-eval PATH``, the ``lm_eval`` executable of a separate environment:
+  ``pip install 'lm-eval[api]'``): lm-evaluation-harness's ``local-chat-completions`` model with
+  ``num_concurrent`` equal to the concurrency, offline, on a ``generate_until`` task over the same prompt texts
+  (``max_gen_toks: 4``; its own request bodies, without govern's choice constraint).
 
 Configurations: 50 ms latency at concurrency 32 (physical limit 640 items/s), 0 ms at 32, 50 ms at 128 (limit
 2,560/s). Also measured: CPU seconds per 1,000 items and peak RSS of each process (``os.wait4``), govern's peak
@@ -180,17 +184,57 @@ def bare(stub: Stub, bodies: Path, concurrency: int) -> dict:
     return measured([sys.executable, __file__, "--bare", str(bodies), "127.0.0.1", str(stub.port), str(concurrency)])
 
 
-def contest(bank: Path, bodies: Path, n: int, reps: int, folder: Path) -> list[dict]:
+def lm_eval_task(bank: Path, folder: Path) -> Path:
+    """An lm-eval task folder: a ``generate_until`` task over the user texts govern sends for this bank."""
+    from governance.audit import prompts
+    from governance.audit.items import load_items
+
+    task = folder / "lmtask"
+    task.mkdir(exist_ok=True)
+    data = task / "prompts.jsonl"
+    with data.open("w", encoding="utf-8") as handle:
+        for item in load_items(bank).items:
+            built = prompts.build(item, "zh", 1)
+            text = "\n\n".join(m["content"] for m in built.messages if m["role"] == "user")
+            handle.write(json.dumps({"prompt": text, "target": "".join(item.answer or [])}, ensure_ascii=False) + "\n")
+    (task / "govbench.yaml").write_text(
+        "task: govbench\n"
+        "dataset_path: json\n"
+        f"dataset_kwargs:\n  data_files:\n    test: {data}\n"
+        "test_split: test\n"
+        "output_type: generate_until\n"
+        'doc_to_text: "{{prompt}}"\n'
+        'doc_to_target: "{{target}}"\n'
+        "generation_kwargs:\n  until: []\n  max_gen_toks: 4\n  do_sample: false\n"
+        "metric_list:\n  - metric: exact_match\n", encoding="utf-8")
+    return task
+
+
+def lm_eval(executable: str, stub: Stub, task: Path, concurrency: int, folder: Path, tag: str) -> dict:
+    env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "HF_HOME": str(folder / "hf")}
+    command = [executable, "--model", "local-chat-completions", "--model_args",
+               f"model=stub-model,base_url={stub.base_url}/chat/completions,num_concurrent={concurrency},"
+               "max_retries=3,tokenized_requests=False", "--tasks", "govbench", "--include_path", str(task),
+               "--apply_chat_template", "--output_path", str(folder / f"lmout-{tag}")]
+    return measured(command, env)
+
+
+def contest(bank: Path, bodies: Path, n: int, reps: int, folder: Path, lm_eval_executable: str | None = None) -> list[dict]:
     rows = []
+    task = lm_eval_task(bank, folder) if lm_eval_executable else None
+    names = ["govern", "bare"] + (["lm-eval"] if lm_eval_executable else [])
     for latency, concurrency in CONFIGS:
         stub = Stub(latency)
-        runs: dict[str, list[dict]] = {"govern": [], "bare": []}
+        runs: dict[str, list[dict]] = {name: [] for name in names}
         try:
             for rep in range(reps):
-                order = ["govern", "bare"] if rep % 2 == 0 else ["bare", "govern"]
+                order = names if rep % 2 == 0 else list(reversed(names))
                 for name in order:
                     stub.reset()
-                    run = (govern(stub, bank, concurrency, folder, f"{latency}-{concurrency}-{rep}") if name == "govern"
+                    tag = f"{latency}-{concurrency}-{rep}"
+                    run = (govern(stub, bank, concurrency, folder, tag) if name == "govern"
+                           else lm_eval(lm_eval_executable, stub, task, concurrency, folder, tag) if name == "lm-eval"
                            else bare(stub, bodies, concurrency))
                     seen = stub.stats()
                     assert seen["answered"] == n, (name, seen)
@@ -212,6 +256,9 @@ def contest(bank: Path, bodies: Path, n: int, reps: int, folder: Path) -> list[d
         entry["govern_to_bare_paired"] = [round(g["items_per_second"] / b["items_per_second"], 3)
                                           for g, b in zip(runs["govern"], runs["bare"], strict=True)]
         entry["govern_to_bare_median"] = round(stat.median(entry["govern_to_bare_paired"]), 3)
+        if "lm-eval" in runs:
+            entry["govern_to_lm_eval_paired"] = [round(g["items_per_second"] / m["items_per_second"], 3)
+                                                 for g, m in zip(runs["govern"], runs["lm-eval"], strict=True)]
         rows.append(entry)
         print(json.dumps(entry), flush=True)
     return rows
@@ -283,6 +330,9 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=2)
     parser.add_argument("--memory-items", type=int, default=48000)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--lm-eval", dest="lm_eval", help="the lm_eval executable of a separate environment "
+                                                          "(pip install 'lm-eval[api]'): adds it as a contender")
+    parser.add_argument("--skip-memory", action="store_true", help="leave out the memory and start-up runs")
     arguments = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="audit-bench-"))
     subprocess.run([str(ROOT / ".venv/bin/govern"), "init"], cwd=ROOT, env=_govern_env(folder), check=True,
@@ -291,7 +341,19 @@ def main() -> None:
     bodies = bodies_file(bank, folder)
     report = {"machine": machine(), "command": " ".join(["python", "benchmarks/audit_throughput.py", *sys.argv[1:]]),
               "yardstick": "the stub's server-side in-run rate (chat requests / (last answer - first arrival))",
-              "throughput": contest(bank, bodies, arguments.items, arguments.reps, folder)}
+              "throughput": contest(bank, bodies, arguments.items, arguments.reps, folder, arguments.lm_eval)}
+    if arguments.lm_eval:
+        version = subprocess.run([str(Path(arguments.lm_eval).with_name("python")), "-c",
+                                  "import importlib.metadata as m; print(m.version('lm_eval'))"],
+                                 capture_output=True, text=True).stdout.strip()
+        report["lm_eval"] = {"version": version, "model": "local-chat-completions", "task": "generate_until, "
+                             "max_gen_toks 4, the same prompt texts", "offline": True}
+    if arguments.skip_memory:
+        text = json.dumps(report, indent=2)
+        print(text)
+        if arguments.out:
+            arguments.out.write_text(text + "\n")
+        return
     big = bank_file(arguments.memory_items, folder)
     stub = Stub(0.0)
     try:
