@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTANCE ?= instance
+# Where `make run` serves: `make run PORT=5077` when 5000 is taken (e.g. by macOS AirPlay).
+HOST ?= 127.0.0.1
+PORT ?= 5000
 PYTEST_ARGS ?=
 
 .PHONY: run test install install-test system-packages system-packages-test lint clean docs translations
@@ -32,7 +35,7 @@ system-packages-test:
 run: install system-packages
 	GOVERNANCE_INSTANCE=$(INSTANCE) $(BIN)/govern init
 	GOVERNANCE_INSTANCE=$(INSTANCE) $(BIN)/govern demo
-	GOVERNANCE_INSTANCE=$(INSTANCE) $(BIN)/govern run --host 127.0.0.1 --port 5000
+	GOVERNANCE_INSTANCE=$(INSTANCE) $(BIN)/govern run --host $(HOST) --port $(PORT)
 
 test: install-test system-packages-test
 	$(BIN)/lint-imports

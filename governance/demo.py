@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -56,6 +57,23 @@ PEOPLE = [
 BOARD = [p[0] for p in PEOPLE[:6]]
 FAST_TRACK = ["ai.zhou@demo.hospital", "ai.xu@demo.hospital"]
 
+#: Called with (step, of steps, what the demo is doing now) as each step starts: the demo runs real audits and
+#: signs real dossiers for a while, and a silent command looks hung.
+Progress = Callable[[int, int, str], None]
+#: Every step seed() announces, counted once here so that "step n of N" is true.
+STEPS = 12
+
+
+class _Steps:
+    def __init__(self, progress: Progress | None):
+        self.progress = progress
+        self.done = 0
+
+    def __call__(self, doing: str) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, STEPS, doing)
+
 
 @dataclass
 class DemoReport:
@@ -71,12 +89,13 @@ def _digest(label: str) -> str:
 
 
 class _Demo:
-    def __init__(self, app: Flask, passwords: dict[str, str]):
+    def __init__(self, app: Flask, passwords: dict[str, str], step: _Steps):
         self.app = app
         self.settings = app.config["GOVERNANCE"]
         self.database = get_db(app)
         self.passwords = passwords
         self.report = DemoReport()
+        self.step = step
 
     def session(self) -> Session:
         return self.database.session_factory()
@@ -175,9 +194,11 @@ class _Demo:
         return found
 
     def build(self) -> None:
+        self.step("creating the demo accounts (12 people, every role)")
         self.accounts()
         built = []
         # 1. Fast track, approved: office assistant (non-device, staff-facing).
+        self.step("office assistant: submitting, screening and auditing it (demo backend), signing its audit dossier")
         with self.session() as session:
             deployment, version = self.deployment(session, "administrative_assistant", "demo://good")
             office, new = self.case(session, "Office knowledge assistant — initial review", "initial",
@@ -185,6 +206,8 @@ class _Demo:
             session.commit()
         if new:
             self.to_review(office.id)
+        self.step("office assistant: fast-track review, votes and approval, signing its decision dossier")
+        if new:
             with self.session() as session:
                 submission = session.get(Submission, office.id)
                 for email in FAST_TRACK:
@@ -199,12 +222,16 @@ class _Demo:
                 session.commit()
         built.append(office.id)
         # 2. Full board, approved with conditions: diagnostic decision support.
+        self.step("diagnostic decision support: submitting, screening and auditing it, signing its audit dossier")
         with self.session() as session:
             deployment, version = self.deployment(session, "diagnostic_decision_support", "demo://good")
             dds, new = self.case(session, "Diagnostic decision support — initial review", "initial", deployment, version)
             session.commit()
         if new:
             self.to_review(dds.id)
+        self.step("diagnostic decision support: full-board meeting, six votes, approval with conditions, signing its "
+                  "decision dossier")
+        if new:
             with self.session() as session:
                 meeting = self.meeting(session)
                 submission = session.get(Submission, dds.id)
@@ -219,6 +246,7 @@ class _Demo:
                 session.commit()
         built.append(dds.id)
         # 3. A minor change of the approved office assistant, on the fast track in review.
+        self.step("office assistant v1.1: a change audited against the approved version")
         with self.session() as session:
             deployment = session.execute(select(Deployment).where(
                 Deployment.name == "Office knowledge base and document assistant")).scalars().one()
@@ -231,6 +259,7 @@ class _Demo:
             self.to_review(change.id)
         built.append(change.id)
         # 4. A weak model held at the audit gate.
+        self.step("EMR drafting assistant: a weak model audited and held at the gate")
         with self.session() as session:
             deployment, version = self.deployment(session, "emr_generation", "demo://weak", base_model="Llama-3-8B")
             held, new = self.case(session, "EMR drafting assistant — initial review", "initial", deployment, version)
@@ -239,6 +268,7 @@ class _Demo:
             self.to_review(held.id)
         built.append(held.id)
         # 5. Triage chatbot waiting for screening; 6. a draft ready to be driven with `govern fire`.
+        self.step("triage chatbot (submitted) and literature assistant (draft)")
         with self.session() as session:
             deployment, version = self.deployment(session, "pre_clinical_triage", "demo://good")
             triage, new = self.case(session, "Outpatient triage chatbot — initial review", "initial",
@@ -252,11 +282,13 @@ class _Demo:
         built += [triage.id, draft.id]
         # 7. After approval: a scheduled re-audit of the office assistant (a second point on its trend
         # chart) and a moderate incident a clinician reported on decision support (its case waits in intake).
+        self.step("office assistant: a scheduled re-audit")
         with self.session() as session:
             office_deployment = session.get(Deployment, office.deployment_id)
             if not session.execute(select(AuditRun.id).where(AuditRun.purpose == "reaudit")).first():
                 start_reaudit(session, self.settings, office_deployment, now=utcnow())
                 session.commit()
+        self.step("diagnostic decision support: an incident a clinician reports")
         with self.session() as session:
             dds_deployment = session.get(Deployment, dds.deployment_id)
             if not session.execute(select(Incident.id).where(Incident.deployment_id == dds_deployment.id)).first():
@@ -322,9 +354,12 @@ def _validate_demo_judge(app: Flask) -> None:
                           actor=None, now=utcnow())
 
 
-def seed(app: Flask, medsafetybench: Path | None = None) -> DemoReport:
+def seed(app: Flask, medsafetybench: Path | None = None, progress: Progress | None = None) -> DemoReport:
     """Seed the demo into ``app``'s instance (switching it to demo mode, with the demo judge, and with
-    MedSafetyBench-Eval beside the builtin bank when its folder is given) and return what is there."""
+    MedSafetyBench-Eval beside the builtin bank when its folder is given) and return what is there;
+    ``progress`` hears of each step as it starts."""
+    step = _Steps(progress)
+    step("switching the instance to demo mode" + (" and importing MedSafetyBench" if medsafetybench else ""))
     settings = app.config["GOVERNANCE"]
     updates: dict[str, Any] = {}
     if not settings.demo_mode:
@@ -341,10 +376,11 @@ def seed(app: Flask, medsafetybench: Path | None = None) -> DemoReport:
                 eventlog.append(session, "configuration_changed", actor=None,
                                 payload={"setting": key, "from": str(getattr(settings, key)), "to": str(value),
                                          "by": "govern demo"})
+    step("measuring the demo judge against the shipped Chinese validation set")
     _validate_demo_judge(app)
     accounts_path = Path(settings.instance_path) / ACCOUNTS_FILE
     passwords: dict[str, str] = json.loads(accounts_path.read_text()) if accounts_path.exists() else {}
-    demo = _Demo(app, passwords)
+    demo = _Demo(app, passwords, step)
     try:
         demo.build()
     finally:

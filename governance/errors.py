@@ -9,6 +9,28 @@ from __future__ import annotations
 from pathlib import Path
 
 
+class Reason(str):
+    """A refusal's sentence in English (what the event log, the CLI and the API carry, as a plain ``str``) that
+    keeps its message template and parameters, so a page can say it in the reader's language. Templates are
+    marked with ``N_`` for the catalogue; a parameter that is itself a :class:`Reason` is translated too.
+
+    This layer knows no Flask: the web translates (``governance.web.i18n.say``)."""
+
+    template: str
+    params: dict[str, object]
+
+    def __new__(cls, template: str, **params: object) -> Reason:
+        self = super().__new__(cls, template % params if params else template)
+        self.template, self.params = template, params
+        return self
+
+
+def joined(parts: list, separator: str = "; ") -> Reason:
+    """Several reasons (or values) as one, each still translatable."""
+    names = {f"part{index}": part for index, part in enumerate(parts)}
+    return Reason(separator.join(f"%({name})s" for name in names), **names)
+
+
 class GovernanceError(Exception):
     """A user-facing error: the message says what is wrong."""
 

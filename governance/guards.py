@@ -1,4 +1,6 @@
-"""The named guards of the workflow. Each returns None to allow, or a sentence saying why it refuses."""
+"""The named guards of the workflow. Each returns None to allow, or a sentence saying why it refuses: a
+:class:`~governance.errors.Reason`, English where it is recorded (event log, CLI, API) and translated where a page
+shows it (its template is marked with ``N_`` for the catalogue)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,9 @@ from . import queries, signing
 from .classification.descriptor import descriptor_from_dict
 from .committees import load_committee_rules
 from .datafiles import DataFileError
-from .domain import POSITIVE_VOTES, ChecklistAnswer, Pathway, Role, SubmissionKind, SuspensionCause, VoteMeaning
+from .domain import (N_, POSITIVE_VOTES, ChecklistAnswer, Pathway, Role, SubmissionKind, SuspensionCause,
+                     VoteMeaning)
+from .errors import Reason, joined
 from .models import AuditRun, Deployment, Incident, Meeting, MeetingAttendance, ModelVersion, User
 from .monitoring.integrity import check_served_model
 from .obligations import open_blocking_obligations
@@ -31,19 +35,29 @@ def _rules(ctx: Context):
     return load_committee_rules(ctx.settings.regulations_dir)
 
 
+def _words(value: str) -> Reason:
+    """A stored value (a pathway, a role) as its words, which a page translates like the ``words`` filter does."""
+    return Reason(value.replace("_", " "))
+
+
+def _either(values) -> Reason:
+    """Values as "a or b", each as words a page translates."""
+    return joined([_words(v) for v in sorted(values)], " / ")
+
+
 # --- who is acting -------------------------------------------------------------------------------
 
 @guard("actor_is_case_submitter")
 def actor_is_case_submitter(ctx: Context) -> str | None:
     if ctx.actor is None or ctx.actor.id != ctx.submission.submitter_id:
-        return "only the person who submitted this case may do this"
+        return Reason(N_("only the person who submitted this case may do this"))
     return None
 
 
 @guard("not_own_case")
 def not_own_case(ctx: Context) -> str | None:
     if ctx.actor is not None and ctx.actor.id == ctx.submission.submitter_id:
-        return "nobody may review, vote on or decide their own submission"
+        return Reason(N_("nobody may review, vote on or decide their own submission"))
     return None
 
 
@@ -58,12 +72,14 @@ def actor_is_chair_or_case_submitter(ctx: Context) -> str | None:
 def actor_is_chair_or_assigned_reviewer(ctx: Context) -> str | None:
     if Role.IRB_CHAIR in ctx.roles or queries.is_assigned(ctx.session, ctx.submission, ctx.actor):
         return None
-    return "only the chair or a reviewer assigned to this case may escalate it"
+    return Reason(N_("only the chair or a reviewer assigned to this case may escalate it"))
 
 
 @guard("actor_can_see_case")
 def actor_can_see_case(ctx: Context) -> str | None:
-    return None if can_see(ctx.session, ctx.actor, ctx.submission) else "you are not a participant in this case"
+    if can_see(ctx.session, ctx.actor, ctx.submission):
+        return None
+    return Reason(N_("you are not a participant in this case"))
 
 
 @guard("actor_takes_part_in_review")
@@ -73,7 +89,8 @@ def actor_takes_part_in_review(ctx: Context) -> str | None:
     if ctx.submission.pathway == Pathway.FULL_BOARD.value and \
             ctx.roles & _rules(ctx).eligible_roles(Pathway.FULL_BOARD.value):
         return None
-    return "you are not assigned to this case (fast-track cases are reviewed by the members the chair assigns)"
+    return Reason(N_("you are not assigned to this case (fast-track cases are reviewed by the members the chair "
+                      "assigns)"))
 
 
 # --- the case file -------------------------------------------------------------------------------
@@ -81,13 +98,17 @@ def actor_takes_part_in_review(ctx: Context) -> str | None:
 @guard("model_version_identified")
 def model_version_identified(ctx: Context) -> str | None:
     version = ctx.session.get(ModelVersion, ctx.submission.model_version_id)
-    missing = []
-    if not _SHA256.match(version.weights_digest or ""):
-        missing.append("the weights digest (sha256 over the model files)")
-    if not (version.endpoint or version.served_model_id):
-        missing.append("the serving endpoint or local path")
-    if missing:
-        return f"model version '{version.version_label}' lacks " + " and ".join(missing)
+    no_digest = not _SHA256.match(version.weights_digest or "")
+    no_endpoint = not (version.endpoint or version.served_model_id)
+    label = version.version_label
+    if no_digest and no_endpoint:
+        return Reason(N_("model version '%(label)s' lacks the weights digest (sha256 over the model files) and the "
+                         "serving endpoint or local path"), label=label)
+    if no_digest:
+        return Reason(N_("model version '%(label)s' lacks the weights digest (sha256 over the model files)"),
+                      label=label)
+    if no_endpoint:
+        return Reason(N_("model version '%(label)s' lacks the serving endpoint or local path"), label=label)
     return None
 
 
@@ -97,21 +118,23 @@ def descriptor_valid(ctx: Context) -> str | None:
     try:
         descriptor_from_dict(deployment.descriptor, f"deployment {deployment.id} descriptor")
     except DataFileError as exc:
-        return f"the deployment descriptor is not valid: {exc.message} ({exc.key or 'descriptor'})"
+        return Reason(N_("the deployment descriptor is not valid: %(problem)s (%(key)s)"), problem=exc.message,
+                      key=exc.key or "descriptor")
     return None
 
 
 @guard("classification_present")
 def classification_present(ctx: Context) -> str | None:
     if queries.latest_classification(ctx.session, ctx.submission) is None:
-        return "the case has no classification yet"
+        return Reason(N_("the case has no classification yet"))
     return None
 
 
 @guard("materiality_known")
 def materiality_known(ctx: Context) -> str | None:
     if ctx.submission.kind == "change" and not ctx.submission.materiality:
-        return "a change submission needs its materiality (material, minor or depends on audit) assessed first"
+        return Reason(N_("a change submission needs its materiality (material, minor or depends on audit) assessed "
+                         "first"))
     return None
 
 
@@ -119,7 +142,7 @@ def materiality_known(ctx: Context) -> str | None:
 def justification_given(ctx: Context) -> str | None:
     text = (ctx.data.get("justification") or "").strip()
     if len(text) < 20:
-        return "a written justification of at least 20 characters is required"
+        return Reason(N_("a written justification of at least %(count)s characters is required"), count=20)
     return None
 
 
@@ -129,8 +152,8 @@ def not_prohibited(ctx: Context) -> str | None:
     if classification is not None and classification.prohibited:
         rules = [f"{r['rule_id']}: {r['source']}" for r in classification.result.get("rule_trail", [])
                  if r.get("sets", {}).get("prohibited")]
-        return ("this deployment can never be approved: it issues prescriptions without a physician or acts in the "
-                f"physician's place ({'; '.join(rules) or 'prohibition rule'})")
+        return Reason(N_("this deployment can never be approved: it issues prescriptions without a physician or acts "
+                         "in the physician's place (%(rules)s)"), rules="; ".join(rules) or "prohibition rule")
     return None
 
 
@@ -147,31 +170,32 @@ def _gate_run(ctx: Context) -> AuditRun | None:
 def audit_verdict_is_pass(ctx: Context) -> str | None:
     run = _gate_run(ctx)
     if run is None or run.status != "completed":
-        return "the audit has not completed"
-    return None if run.verdict == "pass" else f"the audit verdict is '{run.verdict}', not pass"
+        return Reason(N_("the audit has not completed"))
+    return None if run.verdict == "pass" else Reason(N_("the audit verdict is '%(verdict)s', not pass"),
+                                                     verdict=run.verdict)
 
 
 @guard("audit_verdict_is_not_pass")
 def audit_verdict_is_not_pass(ctx: Context) -> str | None:
     run = _gate_run(ctx)
     if run is None or run.status not in {"completed", "failed"}:
-        return "the audit has not finished"
-    return "the audit passed" if run.verdict == "pass" else None
+        return Reason(N_("the audit has not finished"))
+    return Reason(N_("the audit passed")) if run.verdict == "pass" else None
 
 
 @guard("audit_passed")
 def audit_passed(ctx: Context) -> str | None:
     if queries.audit_passed(ctx.session, ctx.submission):
         return None
-    return "a failed or missing audit never leads to approval; the latest audit did not pass"
+    return Reason(N_("a failed or missing audit never leads to approval; the latest audit did not pass"))
 
 
 @guard("audit_may_run_again")
 def audit_may_run_again(ctx: Context) -> str | None:
     run = queries.latest_audit(ctx.session, ctx.submission)
     if run is not None and run.status == "completed":
-        return ("the first completed audit of this version decides (a new run would ask the same prompts): revise "
-                "the model and submit a new version, or escalate to the full board")
+        return Reason(N_("the first completed audit of this version decides (a new run would ask the same prompts): "
+                         "revise the model and submit a new version, or escalate to the full board"))
     return None
 
 
@@ -179,7 +203,8 @@ def audit_may_run_again(ctx: Context) -> str | None:
 def audit_stopped(ctx: Context) -> str | None:
     run = queries.latest_audit(ctx.session, ctx.submission)
     if run is None or run.status not in {"error", "cancelled", "failed"}:
-        return "the audit has not stopped: only an audit that could not run or was cancelled is tried again"
+        return Reason(N_("the audit has not stopped: only an audit that could not run or was cancelled is tried "
+                         "again"))
     return None
 
 
@@ -187,15 +212,15 @@ def audit_stopped(ctx: Context) -> str | None:
 def no_pending_audit(ctx: Context) -> str | None:
     run = queries.latest_audit(ctx.session, ctx.submission)
     if run is not None and run.status in {"queued", "running"}:
-        return f"audit run {run.id} is still {run.status}"
+        return Reason(N_("audit run %(run)s is still %(status)s"), run=run.id, status=_words(run.status))
     return None
 
 
 @guard("vote_consistent_with_audit", needs_data=True)
 def vote_consistent_with_audit(ctx: Context) -> str | None:
     if ctx.data.get("meaning") in POSITIVE_VOTES and not queries.audit_passed(ctx.session, ctx.submission):
-        return "the audit did not pass: a vote to approve is not possible (vote to require revisions, defer or " \
-               "disapprove)"
+        return Reason(N_("the audit did not pass: a vote to approve is not possible (vote to require revisions, "
+                         "defer or disapprove)"))
     return None
 
 
@@ -204,14 +229,15 @@ def vote_consistent_with_audit(ctx: Context) -> str | None:
 @guard("pathway_is_full_board")
 def pathway_is_full_board(ctx: Context) -> str | None:
     if ctx.submission.pathway != Pathway.FULL_BOARD.value:
-        return "only the full board may do this; fast-track reviewers cannot disapprove (escalate instead)"
+        return Reason(N_("only the full board may do this; fast-track reviewers cannot disapprove (escalate "
+                         "instead)"))
     return None
 
 
 @guard("pathway_is_fast_track")
 def pathway_is_fast_track(ctx: Context) -> str | None:
     if ctx.submission.pathway != Pathway.AI_SUBCOMMITTEE.value:
-        return "the case is already before the full board"
+        return Reason(N_("the case is already before the full board"))
     return None
 
 
@@ -220,25 +246,25 @@ def reviewer_eligible(ctx: Context) -> str | None:
     email = ctx.data.get("reviewer") or ""
     reviewer = ctx.session.execute(select(User).where(User.email == email)).scalars().first()
     if reviewer is None or not reviewer.active:
-        return f"no active user '{email}'"
+        return Reason(N_("no active user '%(email)s'"), email=email)
     if reviewer.id == ctx.submission.submitter_id:
-        return f"{reviewer.name} submitted this case and cannot review it"
+        return Reason(N_("%(name)s submitted this case and cannot review it"), name=reviewer.name)
     eligible = _rules(ctx).eligible_roles(ctx.submission.pathway)
     if not (roles_of(ctx.session, reviewer) & eligible):
-        return f"{reviewer.name} is not a member eligible for the {ctx.submission.pathway} pathway " \
-               f"(needs {' or '.join(sorted(eligible))})"
+        return Reason(N_("%(name)s is not a member eligible for the %(pathway)s pathway (needs %(roles)s)"),
+                      name=reviewer.name, pathway=_words(ctx.submission.pathway), roles=_either(eligible))
     declared = queries.declaration(ctx.session, ctx.submission, reviewer)
     if declared is not None and declared.has_conflict:
-        return f"{reviewer.name} declared a conflict of interest on this case"
+        return Reason(N_("%(name)s declared a conflict of interest on this case"), name=reviewer.name)
     if queries.is_assigned(ctx.session, ctx.submission, reviewer):
-        return f"{reviewer.name} is already assigned"
+        return Reason(N_("%(name)s is already assigned"), name=reviewer.name)
     return None
 
 
 @guard("conflict_not_yet_declared")
 def conflict_not_yet_declared(ctx: Context) -> str | None:
     if queries.declaration(ctx.session, ctx.submission, ctx.actor) is not None:
-        return "you have already declared your conflicts of interest on this case"
+        return Reason(N_("you have already declared your conflicts of interest on this case"))
     return None
 
 
@@ -246,7 +272,8 @@ def conflict_not_yet_declared(ctx: Context) -> str | None:
 def conflict_statement_given(ctx: Context) -> str | None:
     """A declared conflict says what it is: the statement is what the dossier and the chair read."""
     if ctx.data.get("has_conflict") and not (ctx.data.get("statement") or "").strip():
-        return "'statement' is required when you declare a conflict of interest: say what the conflict is"
+        return Reason(N_("'statement' is required when you declare a conflict of interest: say what the conflict "
+                         "is"))
     return None
 
 
@@ -265,21 +292,23 @@ def declaration_correction_valid(ctx: Context) -> str | None:
     email = ctx.data.get("member") or ""
     member = ctx.session.execute(select(User).where(User.email == email)).scalars().first()
     if member is None or not member.active:
-        return f"'member': no active user '{email}'"
+        return Reason(N_("'member': no active user '%(email)s'"), email=email)
     if member.id == ctx.submission.submitter_id:
-        return f"{member.name} submitted this case: they take no part in its review"
+        return Reason(N_("%(name)s submitted this case: they take no part in its review"), name=member.name)
     current = queries.declaration(ctx.session, ctx.submission, member)
     if current is None and not _reviews_case(ctx, member):
-        return f"{member.name} does not take part in the review of this case"
+        return Reason(N_("%(name)s does not take part in the review of this case"), name=member.name)
     has_conflict, statement = bool(ctx.data.get("has_conflict")), (ctx.data.get("statement") or "").strip()
     if has_conflict and not statement:
-        return "'statement' is required when the correction records a conflict of interest: say what it is"
+        return Reason(N_("'statement' is required when the correction records a conflict of interest: say what "
+                         "it is"))
     if current is None and not has_conflict:
-        return f"{member.name} has not declared yet: they declare themselves, or the correction records a conflict"
+        return Reason(N_("%(name)s has not declared yet: they declare themselves, or the correction records a "
+                         "conflict"), name=member.name)
     if member.id == ctx.actor.id and not has_conflict:
-        return "nobody clears their own declaration: another chair records this correction"
+        return Reason(N_("nobody clears their own declaration: another chair records this correction"))
     if current is not None and current.has_conflict == has_conflict and current.statement == statement:
-        return f"this is what {member.name}'s declaration already says"
+        return Reason(N_("this is what %(name)s's declaration already says"), name=member.name)
     return None
 
 
@@ -287,9 +316,9 @@ def declaration_correction_valid(ctx: Context) -> str | None:
 def actor_declared_no_conflict(ctx: Context) -> str | None:
     declared = queries.declaration(ctx.session, ctx.submission, ctx.actor)
     if declared is None:
-        return "declare your conflicts of interest first"
+        return Reason(N_("declare your conflicts of interest first"))
     if declared.has_conflict:
-        return "you declared a conflict of interest and are recused from this case"
+        return Reason(N_("you declared a conflict of interest and are recused from this case"))
     return None
 
 
@@ -300,7 +329,7 @@ def actor_not_recused(ctx: Context) -> str | None:
     if ctx.actor is None:
         return None
     if ctx.actor.id in queries.conflicted_user_ids(ctx.session, ctx.submission):
-        return "you declared a conflict of interest and are recused from this case"
+        return Reason(N_("you declared a conflict of interest and are recused from this case"))
     return None
 
 
@@ -308,23 +337,25 @@ def actor_not_recused(ctx: Context) -> str | None:
 def checklist_answers_valid(ctx: Context) -> str | None:
     answers = ctx.data.get("answers")
     if not isinstance(answers, dict) or not answers:
-        return "answers must map checklist item ids to {answer, comment}"
+        return Reason(N_("answers must map checklist item ids to {answer, comment}"))
     checklist = queries.checklist_of(ctx.session, ctx.submission, ctx.settings)
     applicable = {item.id: item for item in checklist.applicable_items(queries.case_facts(ctx.session, ctx.submission))}
     for item_id, entry in answers.items():
         if item_id not in applicable:
-            return f"'{item_id}' is not an item of checklist '{checklist.id}' that applies to this case"
+            return Reason(N_("'%(item)s' is not an item of checklist '%(checklist)s' that applies to this case"),
+                          item=item_id, checklist=checklist.id)
         if not isinstance(entry, dict) or set(entry) - {"answer", "comment"}:
-            return f"'{item_id}': expected {{answer, comment}}"
+            return Reason(N_("'%(item)s': expected {answer, comment}"), item=item_id)
         answer = entry.get("answer")
         if answer not in {a.value for a in ChecklistAnswer}:
-            return f"'{item_id}': answer must be yes, no or na"
+            return Reason(N_("'%(item)s': answer must be yes, no or na"), item=item_id)
         if answer == ChecklistAnswer.NOT_APPLICABLE and not applicable[item_id].allows_na:
-            return f"'{item_id}': this item cannot be answered 'not applicable'"
+            return Reason(N_("'%(item)s': this item cannot be answered 'not applicable'"), item=item_id)
         if answer == ChecklistAnswer.NO and not str(entry.get("comment") or "").strip():
-            return f"'{item_id}': a 'no' needs a comment"
+            return Reason(N_("'%(item)s': a 'no' needs a comment"), item=item_id)
         if len(str(entry.get("comment") or "").strip()) > NOTE_MAX:
-            return f"'{item_id}': the comment has more than {NOTE_MAX} characters"
+            return Reason(N_("'%(item)s': the comment has more than %(count)s characters"), item=item_id,
+                          count=NOTE_MAX)
     return None
 
 
@@ -332,7 +363,7 @@ def checklist_answers_valid(ctx: Context) -> str | None:
 def checklist_complete(ctx: Context) -> str | None:
     missing = queries.missing_checklist_items(ctx.session, ctx.submission, ctx.actor, ctx.settings)
     if missing:
-        return f"answer the required checklist items first: {', '.join(missing)}"
+        return Reason(N_("answer the required checklist items first: %(items)s"), items=", ".join(missing))
     return None
 
 
@@ -340,9 +371,9 @@ def checklist_complete(ctx: Context) -> str | None:
 def meeting_is_open(ctx: Context) -> str | None:
     meeting = ctx.session.get(Meeting, ctx.data.get("meeting"))
     if meeting is None:
-        return f"no meeting {ctx.data.get('meeting')}"
+        return Reason(N_("no meeting %(meeting)s"), meeting=ctx.data.get("meeting"))
     if meeting.status == "closed":
-        return f"meeting {meeting.id} is closed"
+        return Reason(N_("meeting %(meeting)s is closed"), meeting=meeting.id)
     return None
 
 
@@ -351,27 +382,29 @@ def actor_may_vote(ctx: Context) -> str | None:
     submission = ctx.submission
     if submission.pathway == Pathway.AI_SUBCOMMITTEE.value:
         if not queries.is_assigned(ctx.session, submission, ctx.actor):
-            return "only the reviewers assigned to this fast-track case vote on it"
+            return Reason(N_("only the reviewers assigned to this fast-track case vote on it"))
         if not (ctx.roles & _rules(ctx).eligible_roles(submission.pathway)):
-            return "only AI sub-committee members vote on fast-track cases"
+            return Reason(N_("only AI sub-committee members vote on fast-track cases"))
         return None
     if not (ctx.roles & _rules(ctx).eligible_roles(Pathway.FULL_BOARD.value)):
-        return "only full-board members vote on full-board cases"
+        return Reason(N_("only full-board members vote on full-board cases"))
     if submission.meeting_id is None:
-        return "the case is not on a meeting agenda yet: full-board votes are cast at a convened meeting"
+        return Reason(N_("the case is not on a meeting agenda yet: full-board votes are cast at a convened "
+                         "meeting"))
     row = ctx.session.execute(select(MeetingAttendance).where(MeetingAttendance.meeting_id == submission.meeting_id,
                                                               MeetingAttendance.user_id == ctx.actor.id)).scalars().first()
     if row is None or not row.present:
-        return "you are not recorded as present at the meeting that considers this case"
+        return Reason(N_("you are not recorded as present at the meeting that considers this case"))
     if row.capacity != "member":
-        return f"you attend as {row.capacity}: advisers and guests do not vote"
+        return Reason(N_("you attend as %(capacity)s: advisers and guests do not vote"),
+                      capacity=_words(row.capacity))
     return None
 
 
 @guard("not_yet_voted")
 def not_yet_voted(ctx: Context) -> str | None:
     if any(v.voter_id == ctx.actor.id for v in queries.votes_this_round(ctx.session, ctx.submission)):
-        return "you have already voted in this round"
+        return Reason(N_("you have already voted in this round"))
     return None
 
 
@@ -388,17 +421,19 @@ def signature_password_valid(ctx: Context) -> str | None:
     if session_ is not None and failed >= session_.max_failures:
         signing.record_after_rollback(ctx.session, signing.REFUSED_LOCKED, ctx.actor, signing=session_,
                                       attempt=failed + 1, **ids)
-        return (f"signing is locked for this session after {failed} wrong signature passwords: sign out and sign "
-                "in again to sign")
+        return Reason(N_("signing is locked for this session after %(count)s wrong signature passwords: sign out "
+                         "and sign in again to sign"), count=failed)
     if not signature_password_matches(ctx.session, ctx.actor, ctx.data.get("password") or ""):
         signing.record_after_rollback(ctx.session, signing.FAILED, ctx.actor, signing=session_, attempt=failed + 1,
                                       **ids)
-        reason = "the password does not match: the electronic signature was not applied"
-        if session_ is not None:
-            left = session_.max_failures - failed - 1
-            reason += (f" ({left} attempt(s) left in this session)" if left else
-                       "; signing is now locked for this session (sign out and sign in again)")
-        return reason
+        left = session_.max_failures - failed - 1 if session_ is not None else None
+        if left is None:
+            return Reason(N_("the password does not match: the electronic signature was not applied"))
+        if left:
+            return Reason(N_("the password does not match: the electronic signature was not applied (%(count)s "
+                             "attempt(s) left in this session)"), count=left)
+        return Reason(N_("the password does not match: the electronic signature was not applied; signing is now "
+                         "locked for this session (sign out and sign in again)"))
     return None
 
 
@@ -436,7 +471,7 @@ def decision_supported_by_votes(ctx: Context) -> str | None:
     if ctx.submission.pathway == Pathway.FULL_BOARD.value:
         quorum = counts.quorum
         if not quorum.met:
-            return "no quorum: " + "; ".join(quorum.shortfalls)
+            return Reason(N_("no quorum: %(shortfalls)s"), shortfalls=joined(list(quorum.shortfalls)))
         if outcome == "deferred":
             return None
         meanings = {"approved": {VoteMeaning.APPROVE, VoteMeaning.APPROVE_WITH_CONDITIONS},
@@ -445,34 +480,37 @@ def decision_supported_by_votes(ctx: Context) -> str | None:
                     "disapproved": {VoteMeaning.DISAPPROVE}}[outcome]
         votes_for, met = queries.outcome_met(counts, {m.value for m in meanings})
         if not met:
-            return (f"{votes_for} of {counts.eligible} eligible members present voted for '{outcome}'; "
-                    f"the {rules.full_board.approval_threshold} rule is not met")
+            return Reason(N_("%(votes)s of %(eligible)s eligible members present voted for '%(outcome)s'; the "
+                             "%(rule)s rule is not met"), votes=votes_for, eligible=counts.eligible,
+                          outcome=_words(outcome), rule=_words(rules.full_board.approval_threshold))
         return None
     # fast track: every assigned, non-conflicted reviewer has voted, and they agree
     eligible, voted = counts.eligible, counts.voted
     if eligible < rules.ai_subcommittee.min_reviewers:
-        return f"{eligible} eligible reviewers assigned; the fast track needs {rules.ai_subcommittee.min_reviewers}"
+        return Reason(N_("%(eligible)s eligible reviewers assigned; the fast track needs %(needed)s"),
+                      eligible=eligible, needed=rules.ai_subcommittee.min_reviewers)
     if voted < eligible:
-        return f"{voted} of {eligible} assigned reviewers have voted"
+        return Reason(N_("%(voted)s of %(eligible)s assigned reviewers have voted"), voted=voted, eligible=eligible)
     c = counts.counts
     positive = c["approve"] + c["approve_with_conditions"]
     if outcome == "approved":
-        return None if c["approve"] == eligible else "not every reviewer voted to approve without conditions"
+        return None if c["approve"] == eligible else Reason(N_("not every reviewer voted to approve without "
+                                                               "conditions"))
     if outcome == "approved_with_conditions":
-        return None if positive == eligible else "not every reviewer voted to approve"
+        return None if positive == eligible else Reason(N_("not every reviewer voted to approve"))
     if outcome == "revisions_required":
-        return None if c["require_revisions"] else "no reviewer asked for revisions"
+        return None if c["require_revisions"] else Reason(N_("no reviewer asked for revisions"))
     if outcome == "deferred":
-        return None if c["defer"] else "no reviewer asked to defer"
-    return "the fast track cannot record this outcome"
+        return None if c["defer"] else Reason(N_("no reviewer asked to defer"))
+    return Reason(N_("the fast track cannot record this outcome"))
 
 
 @guard("no_open_blocking_obligations")
 def no_open_blocking_obligations(ctx: Context) -> str | None:
     open_ids = open_blocking_obligations(ctx.session, ctx.submission)
     if open_ids:
-        return ("blocking obligations are still open: " + ", ".join(open_ids) +
-                " (satisfy them with evidence, or approve with conditions)")
+        return Reason(N_("blocking obligations are still open: %(obligations)s (satisfy them with evidence, or "
+                         "approve with conditions)"), obligations=", ".join(open_ids))
     return None
 
 
@@ -481,14 +519,14 @@ def no_open_blocking_obligations(ctx: Context) -> str | None:
 @guard("case_opened_by_the_system")
 def case_opened_by_the_system(ctx: Context) -> str | None:
     if ctx.submission.kind != SubmissionKind.INCIDENT:
-        return "only incident cases are filed by the system; the submitter submits the others"
+        return Reason(N_("only incident cases are filed by the system; the submitter submits the others"))
     return None
 
 
 @guard("case_may_be_withdrawn")
 def case_may_be_withdrawn(ctx: Context) -> str | None:
     if ctx.submission.kind == SubmissionKind.INCIDENT:
-        return "an incident review cannot be withdrawn; the chair closes it with a decision"
+        return Reason(N_("an incident review cannot be withdrawn; the chair closes it with a decision"))
     return None
 
 
@@ -498,8 +536,9 @@ def adverse_event_reported(ctx: Context) -> str | None:
         return None
     incident = ctx.session.get(Incident, ctx.submission.incident_id)
     if incident.adverse_event_required and not incident.adverse_event_reference:
-        return (f"incident #{incident.id} on a medical-device deployment must be reported to the national "
-                "adverse-event monitoring system: record the report number on the incident first")
+        return Reason(N_("incident #%(incident)s on a medical-device deployment must be reported to the national "
+                         "adverse-event monitoring system: record the report number on the incident first"),
+                      incident=incident.id)
     return None
 
 
@@ -507,9 +546,10 @@ def adverse_event_reported(ctx: Context) -> str | None:
 def suspension_cause_allowed(ctx: Context) -> str | None:
     cause = ctx.data.get("cause")
     if ctx.actor is not None and cause not in (None, SuspensionCause.CHAIR.value):
-        return f"'{cause}' suspensions are made by the system; the chair suspends with cause 'chair'"
+        return Reason(N_("'%(cause)s' suspensions are made by the system; the chair suspends with cause 'chair'"),
+                      cause=cause)
     if ctx.actor is None and cause in (None, SuspensionCause.CHAIR.value):
-        return "an automatic suspension must name its cause"
+        return Reason(N_("an automatic suspension must name its cause"))
     return None
 
 
@@ -517,8 +557,8 @@ def suspension_cause_allowed(ctx: Context) -> str | None:
 def continuing_review_not_overdue(ctx: Context) -> str | None:
     due = ctx.deployment.continuing_review_due
     if due is not None and ctx.now.date() >= due:
-        return (f"the continuing review was due on {due.isoformat()}: the deployment comes back when a continuing "
-                "review is approved, not by reinstatement")
+        return Reason(N_("the continuing review was due on %(date)s: the deployment comes back when a continuing "
+                         "review is approved, not by reinstatement"), date=due.isoformat())
     return None
 
 
@@ -529,5 +569,5 @@ def approved_digest_is_served(ctx: Context) -> str | None:
     version = queries.approved_version(ctx.session, ctx.deployment)
     check = check_served_model(version)
     if check.status != "match":
-        return f"the served model is still not the approved one: {check.detail}"
+        return Reason(N_("the served model is still not the approved one: %(detail)s"), detail=check.detail)
     return None

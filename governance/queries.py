@@ -15,7 +15,8 @@ from sqlmodel import Session
 from .checklists import Checklist, checklist_for
 from .committees import CommitteeRules, threshold_met
 from .config import Settings
-from .domain import OPEN_STATES, Pathway, SubmissionKind, VoteMeaning
+from .domain import N_, OPEN_STATES, Pathway, SubmissionKind, VoteMeaning
+from .errors import Reason
 from .models import (Assignment, AuditRun, ChecklistResponse, Classification, ConflictDeclaration, Deployment, Event,
                      Meeting, MeetingAttendance, ModelVersion, Submission, User, Vote)
 from .permissions import roles_of
@@ -237,7 +238,7 @@ def eligible_voters(session: Session, submission: Submission, rules: CommitteeRu
 def quorum_record(session: Session, submission: Submission, rules: CommitteeRules) -> QuorumRecord:
     rule = rules.full_board.quorum
     if submission.meeting_id is None:
-        return QuorumRecord(rule=rule.model_dump(), meeting_id=None, shortfalls=("the case is not on a meeting agenda",))
+        return QuorumRecord(rule=rule.model_dump(), meeting_id=None, shortfalls=(Reason(N_("the case is not on a meeting agenda")),))
     meeting = session.get(Meeting, submission.meeting_id)
     rows = session.execute(select(MeetingAttendance).where(MeetingAttendance.meeting_id == meeting.id,
                                                            MeetingAttendance.present.is_(True))).scalars().all()
@@ -259,11 +260,14 @@ def quorum_record(session: Session, submission: Submission, rules: CommitteeRule
         external += 0 if user.is_affiliated else 1
     shortfalls = []
     if len(eligible) < rule.min_present:
-        shortfalls.append(f"{len(eligible)} eligible members present, {rule.min_present} needed")
+        shortfalls.append(Reason(N_("%(count)s eligible members present, %(needed)s needed"), count=len(eligible),
+                                 needed=rule.min_present))
     if non_scientists < rule.min_non_scientists:
-        shortfalls.append(f"{non_scientists} non-scientist members present, {rule.min_non_scientists} needed")
+        shortfalls.append(Reason(N_("%(count)s non-scientist members present, %(needed)s needed"),
+                                 count=non_scientists, needed=rule.min_non_scientists))
     if external < rule.min_external:
-        shortfalls.append(f"{external} external members present, {rule.min_external} needed")
+        shortfalls.append(Reason(N_("%(count)s external members present, %(needed)s needed"), count=external,
+                                 needed=rule.min_external))
     return QuorumRecord(rule=rule.model_dump(), meeting_id=meeting.id,
                         meeting={"id": meeting.id, "title": meeting.title,
                                  "scheduled_for": meeting.scheduled_for.isoformat(timespec="minutes")},
@@ -315,3 +319,36 @@ def suspension_cause(session: Session, deployment: Deployment) -> str | None:
         return None
     event = latest_suspension(session, deployment)
     return (event.payload or {}).get("cause") if event else None
+
+
+def rules_impact_since_classified(session: Session, ruleset) -> list[dict[str, Any]]:
+    """Deployments whose outcome changes under ``ruleset`` (the deployed rules) against their latest classifier
+    result, when that result was computed under other rules (its stored ``rules_digest``): the stored result is
+    the old side, the stored descriptor and case facts are reclassified for the new one. Overrides are skipped: a
+    chair's correction is not the rules' doing. Rows: ``{"deployment", "classified_at", "changes", "rules"}``."""
+    from .classification.descriptor import descriptor_from_dict
+    from .classification.engine import RuleConflict, classify
+    from .classification.impact import compare
+    from .datafiles import DataFileError
+
+    latest = (select(Submission.deployment_id, func.max(Classification.id).label("classification_id"))
+              .join(Classification, Classification.submission_id == Submission.id)
+              .where(Classification.is_override.is_(False)).group_by(Submission.deployment_id).subquery())
+    rows = session.execute(select(Deployment, Classification)
+                           .join(latest, latest.c.deployment_id == Deployment.id)
+                           .join(Classification, Classification.id == latest.c.classification_id)
+                           .order_by(Deployment.id)).all()
+    impacted = []
+    for deployment, classification in rows:
+        stored = classification.result
+        if stored.get("rules_digest") == ruleset.digest:
+            continue
+        try:
+            fresh = classify(descriptor_from_dict(deployment.descriptor, f"deployment {deployment.id}"), ruleset,
+                             stored.get("case"))
+            impact = compare(stored, fresh)
+        except (DataFileError, RuleConflict, KeyError):
+            continue  # a descriptor or a stored result of an older schema: `govern rules impact` reports these
+        if impact is not None:
+            impacted.append({"deployment": deployment, "classified_at": classification.created_at, **impact})
+    return impacted

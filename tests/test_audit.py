@@ -260,6 +260,16 @@ def test_the_decline_test_is_the_one_sided_exact_mcnemar(worse, better):
         assert design.mcnemar_decline_p(worse, better) == pytest.approx(two_sided / 2, rel=1e-9)
 
 
+def test_the_simulated_draws_get_the_exact_mcnemar_p_of_each_draw():
+    """The simulation's vectorised p-values (one per distinct (discordant, worse) pair) are each draw's exact p."""
+    rng = np.random.default_rng(7)
+    discordant = rng.binomial(400, 0.1, size=500)
+    discordant[:3] = 0
+    worse = rng.binomial(discordant, 0.6)
+    expected = [design.mcnemar_decline_p(int(w), int(m - w)) for m, w in zip(discordant, worse, strict=True)]
+    assert design._decline_p(discordant, worse) == pytest.approx(expected, rel=1e-12)
+
+
 def test_weighted_holm_steps_down_by_weight_and_stops_at_the_first_failure():
     p = np.array([0.004, 0.03, 0.02, 0.5])
     w = np.array([4.0, 1.0, 2.0, 1.0])

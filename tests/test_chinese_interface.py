@@ -106,41 +106,28 @@ MIN_WORDS = 4
 #: Deliberately English (keep this short; each entry says why). Data without a Chinese text in its data file is
 #: marked ``lang="en"`` where it is shown instead, and the case's own data is allowed by the test below.
 ALLOWED: dict[str, str] = {}
-#: Known gaps, not allowances: elements (by class) whose text is still English where it is made. Their text is
-#: scanned apart, so this test guards everything else now; :func:`test_the_known_gaps_are_still_gaps` fails once
-#: they are translated, to remove them here. ``refusal``/``refused``: the reasons governance/guards.py returns
-#: (English sentences, shown after "当前不可操作 (guard):" on the case and deployment pages).
-KNOWN_GAP_CLASSES = {"refusal", "refused"}
 
 
 class _Reader(HTMLParser):
-    """The texts a reader meets, outside code and outside elements marked as English (``lang="en"``); the texts of
-    the known gaps apart."""
+    """The texts a reader meets, outside code and outside elements marked as English (``lang="en"``), the reasons
+    of refused actions included (translated where the page shows them, since issue 15)."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        self.stack: list[tuple[bool, bool]] = []  # per open element: (hidden, in a known gap), inherited
+        self.stack: list[bool] = []  # per open element: hidden, inherited
         self.texts: list[str] = []
-        self.gap_texts: list[str] = []
 
     @property
-    def state(self) -> tuple[bool, bool]:
-        return self.stack[-1] if self.stack else (False, False)
-
-    def _keep(self, text: str, gap: bool) -> None:
-        (self.gap_texts if gap else self.texts).append(text)
+    def hidden(self) -> bool:
+        return self.stack[-1] if self.stack else False
 
     def handle_starttag(self, tag, attrs):
         attributes = dict(attrs)
-        hidden, gap = self.state
-        hidden = hidden or tag in SKIPPED_TAGS or (attributes.get("lang") or "").lower().startswith("en")
-        gap = gap or bool(KNOWN_GAP_CLASSES & set((attributes.get("class") or "").split()))
+        hidden = self.hidden or tag in SKIPPED_TAGS or (attributes.get("lang") or "").lower().startswith("en")
         if not hidden:
-            for name, value in attrs:
-                if name in READ_ATTRIBUTES and value:
-                    self._keep(value, gap)
+            self.texts += [value for name, value in attrs if name in READ_ATTRIBUTES and value]
         if tag not in VOID_TAGS:
-            self.stack.append((hidden, gap))
+            self.stack.append(hidden)
 
     def handle_startendtag(self, tag, attrs):
         self.handle_starttag("br", attrs)  # attributes only, nothing opened
@@ -150,18 +137,17 @@ class _Reader(HTMLParser):
             self.stack.pop()
 
     def handle_data(self, data):
-        hidden, gap = self.state
-        if not hidden and data.strip():
-            self._keep(data, gap)
+        if not self.hidden and data.strip():
+            self.texts.append(data)
 
 
-def english_sentences(html: str, known_gaps: bool = False) -> list[str]:
-    """Runs of ``MIN_WORDS`` or more Latin-only words (in the known gaps' texts if ``known_gaps``): an identifier,
-    a number, a URL, an e-mail address, a digest or a Chinese character breaks a run, and so does a full stop."""
+def english_sentences(html: str) -> list[str]:
+    """Runs of ``MIN_WORDS`` or more Latin-only words: an identifier, a number, a URL, an e-mail address, a digest
+    or a Chinese character breaks a run, and so does a full stop."""
     reader = _Reader()
     reader.feed(html)
     found: list[str] = []
-    for text in reader.gap_texts if known_gaps else reader.texts:
+    for text in reader.texts:
         run: list[str] = []
         for token in text.split() + [""]:
             core = token.strip(PUNCTUATION)
@@ -180,11 +166,11 @@ def test_the_scan_finds_english_and_skips_what_is_not_prose():
             "<p lang=\"en\">Deliberately English data text</p><p>模型 Qwen/Qwen2.5-7B-Instruct sha256 deadbeef "
             "user@test.hospital https://example.org/a/b</p><input placeholder=\"Type your reason here\">"
             "<p>见 <small lang=\"en\">an English citation, here</small>，然后 Click the green button</p>"
-            "<div class=\"action refused\" title=\"a known gap, not yet translated\"><p>一个 known gap sentence here</p>"
-            "</div><p>Two sentences. Of four words each? No: three.</p>")
+            "<div class=\"action refused\" title=\"a refusal left in English\"><p>当前不可操作： the audit has not "
+            "completed</p></div><p>Two sentences. Of four words each? No: three.</p>")
     assert english_sentences(page) == ["This sentence is not translated", "Type your reason here",
-                                       "Click the green button", "Of four words each"]
-    assert english_sentences(page, known_gaps=True) == ["a known gap not yet translated", "known gap sentence here"]
+                                       "Click the green button", "a refusal left in English",
+                                       "the audit has not completed", "Of four words each"]
 
 
 def _strings(value) -> list[str]:
@@ -207,14 +193,16 @@ def test_the_main_pages_are_chinese_for_a_chinese_reader(app, client, factory, e
     _render_and_scan(app, client, factory, example)
 
 
-@pytest.mark.xfail(strict=True, reason="guard refusal reasons are English (governance/guards.py); see KNOWN_GAP_CLASSES")
-def test_the_known_gaps_are_still_gaps(app, client, factory):
-    assert not _render_and_scan(app, client, factory, FULL_BOARD_EXAMPLE)
+def test_the_pages_show_refused_actions_in_chinese(app, client, factory):
+    """The chair's case page offers decisions the votes do not support yet: their reasons are Chinese sentences."""
+    pages = _render_and_scan(app, client, factory, FULL_BOARD_EXAMPLE)
+    chair_case = next(page for path, page in pages.items() if path.startswith("/submissions/") and "(chair)" in path)
+    assert 'class="refusal"' in chair_case and "当前不可操作：" in chair_case
 
 
-def _render_and_scan(app, client, factory, example) -> set[str]:
+def _render_and_scan(app, client, factory, example) -> dict[str, str]:
     """Renders the main pages for a reviewer and for the chair, in Chinese; fails on an untranslated sentence and
-    returns the known gaps it met."""
+    returns the pages."""
     case = factory.case_in("in_review", example)
     chair = factory.person("chair")
     if case.pathway == "ai_subcommittee":
@@ -264,14 +252,13 @@ def _render_and_scan(app, client, factory, example) -> set[str]:
     assert all(titles) and titles == [t for t in titles if t in pages[f"/submissions/{case.id} (chair)"]]
 
     own = [_words(text) for text in own_data + people]
-    untranslated, gaps = {}, set()
+    untranslated = {}
     for path, page in pages.items():
         left = sorted({s for s in english_sentences(page) if s not in ALLOWED and not any(s in text for text in own)})
         if left:
             untranslated[path] = left
-        gaps |= set(english_sentences(page, known_gaps=True))
     assert not untranslated, untranslated
-    return gaps
+    return pages
 
 
 def _words(text: str) -> str:

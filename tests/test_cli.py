@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -43,17 +44,33 @@ def govern_in_process(instance: Path, *args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def demo_instance(tmp_path_factory) -> Path:
-    """A new instance folder after `govern init && govern demo` (shared by this module's tests). Its gates ask the
-    workflow tests' sample of the bank under their relaxed policies: this module tests the command, not the
-    statistics (tests/test_judge.py runs the demo on the shipped bank and policies)."""
+def demo_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """A new instance folder after `govern init && govern demo` (shared by this module's tests), with the demo's
+    output. Its gates ask the workflow tests' sample of the bank under their relaxed policies: this module tests
+    the command, not the statistics (tests/test_judge.py runs the demo on the shipped bank and policies)."""
     instance = tmp_path_factory.mktemp("cli") / "instance"
     govern(instance, "init", check=True)
     write_instance_config(instance, {"item_sets": {"builtin": str(SMALL_BANK)},
                                      "regulations_dir": str(TEST_REGULATIONS)})
     demo = govern(instance, "demo", check=True)
     assert "chair@demo.hospital" in demo.stdout
-    return instance
+    return instance, demo
+
+
+@pytest.fixture(scope="module")
+def demo_instance(demo_run) -> Path:
+    return demo_run[0]
+
+
+def test_the_demo_says_each_step_on_stderr_and_keeps_stdout_for_its_report(demo_run):
+    _, demo = demo_run
+    steps = re.findall(r"^\[(\d+)/(\d+)\] (.+) … \(\d+ s\)$", demo.stderr, re.MULTILINE)
+    assert len(steps) > 5
+    assert [int(step) for step, _, _ in steps] == list(range(1, len(steps) + 1))
+    assert {int(total) for _, total, _ in steps} == {len(steps)}  # "n of N" is true: every step is announced
+    assert any("auditing" in doing for _, _, doing in steps) and any("dossier" in doing for _, _, doing in steps)
+    assert re.search(r"^demo ready in \d+ s$", demo.stderr, re.MULTILINE)
+    assert not re.search(r"^\[\d+/\d+\]", demo.stdout, re.MULTILINE)  # stdout: only the cases and accounts
 
 
 def test_init_demo_and_log_verify_in_a_new_instance(demo_instance):

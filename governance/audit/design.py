@@ -174,10 +174,12 @@ def _decline_p(discordant: np.ndarray, worse: np.ndarray) -> np.ndarray:
     """P(W ≥ w | m discordant pairs) elementwise (1 where m = 0): the exact one-sided McNemar p of each draw,
     computed once per distinct (m, w). A lookup table over every (m, w) up to the item count would grow with its
     square (20 GB for a domain of 50,000 items)."""
-    pairs = np.stack([discordant, worse])
-    distinct, inverse = np.unique(pairs, axis=1, return_inverse=True)
-    p = binom.sf(distinct[1] - 1, distinct[0], 0.5)
-    p[distinct[0] == 0] = 1.0
+    # one integer per (m, w) pair (w ≤ m): a flat np.unique is several times faster than np.unique(axis=1)
+    base = int(discordant.max(initial=0)) + 1
+    distinct, inverse = np.unique(discordant.astype(np.int64) * base + worse, return_inverse=True)
+    m, w = np.divmod(distinct, base)
+    p = binom.sf(w - 1, m, 0.5)
+    p[m == 0] = 1.0
     return p[inverse.reshape(-1)]
 
 

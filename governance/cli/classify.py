@@ -1,4 +1,5 @@
-"""``govern classify`` and ``govern rules validate`` (no database needed)."""
+"""``govern classify`` and ``govern rules validate`` (no database needed); ``govern rules impact`` (reads the
+registered deployments)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,12 @@ from ..checklists import load_checklists
 from ..classification.descriptor import load_descriptor
 from ..classification.engine import classify as run_classifier
 from ..classification.materiality import ModelVersionRecord, assess_change
-from ..classification.rules import load_ruleset, rule_files
+from ..classification.rules import RuleSet, load_ruleset, rule_files
 from ..committees import load_committee_rules
-from ..config import load_settings, resolve_instance_path
+from ..config import PROJECT_ROOT, load_settings, resolve_instance_path
 from ..monitoring.policy import load_monitoring
 from ..errors import DataFileError, GovernanceError
-from .common import echo_json
+from .common import echo_json, transactional
 
 
 def _dirs(regulations: Path | None, checklists: Path | None) -> tuple[Path, Path]:
@@ -92,6 +93,17 @@ def rules() -> None:
     """The rule files, checklists and policies in regulations/ and checklists/."""
 
 
+def validate_data_files(regulations_dir: Path, checklists_dir: Path | None) -> tuple[RuleSet, list[dict], tuple]:
+    """Load every data file strictly (rule files, committee rules, monitoring, gate policies, checklists): the
+    first error raises, naming the file, the line and the key. Returns the rule set, policies and checklists."""
+    ruleset = load_ruleset(regulations_dir)
+    load_committee_rules(regulations_dir)
+    load_monitoring(regulations_dir)
+    policies = [load_policy(path) for path in policy_files(regulations_dir)]
+    checklists = load_checklists(checklists_dir) if checklists_dir is not None else ()
+    return ruleset, policies, checklists
+
+
 @rules.command("validate")
 @click.option("--regulations", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--checklists", type=click.Path(exists=True, file_okay=False, path_type=Path))
@@ -100,10 +112,7 @@ def rules() -> None:
 def rules_validate(regulations: Path | None, checklists: Path | None, examples: Path | None) -> None:
     """Check every data file; exit non-zero at the first error, naming the file, the line and the key."""
     regulations_dir, checklists_dir = _dirs(regulations, checklists)
-    ruleset = load_ruleset(regulations_dir)
-    load_committee_rules(regulations_dir)
-    load_monitoring(regulations_dir)
-    policies = [load_policy(path) for path in policy_files(regulations_dir)]
+    ruleset, policies, loaded = validate_data_files(regulations_dir, checklists_dir)
     sources = load_settings(resolve_instance_path()).item_sets
     for policy in policies:
         try:
@@ -115,10 +124,99 @@ def rules_validate(regulations: Path | None, checklists: Path | None, examples: 
         if problems:
             raise DataFileError(regulations_dir / policy["file"], None, "floors",
                                 "cannot keep its declared error rates with the items it names: " + "; ".join(problems))
-    loaded = load_checklists(checklists_dir)
     if examples is not None:
         for path in sorted(examples.glob("*.y*ml")) + sorted(examples.glob("*.json")):
             run_classifier(load_descriptor(path), ruleset)
     click.echo(f"ok: {len(rule_files(regulations_dir))} rule files ({len(ruleset.rules)} rules, "
                f"{len(ruleset.obligations)} obligations), committee rules, monitoring, {len(policies)} gate policies, "
                f"{len(loaded)} checklists ({sum(len(c.items) for c in loaded)} items); rules {ruleset.version}")
+
+
+@rules.command("impact")
+@click.option("--from", "from_revision", required=True, metavar="REV", help="The rule set before the change.")
+@click.option("--to", "to_revision", required=True, metavar="REV", help="The rule set after the change.")
+@click.option("--repository", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The git repository whose revisions REV names (default: this project's).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object (its shape is below).")
+@transactional
+def rules_impact(from_revision: str, to_revision: str, repository: Path | None, as_json: bool) -> None:
+    """Reclassify every registered deployment under two rule sets; list those whose outcome changes.
+
+    REV is a folder of rule files (or a folder holding regulations/ and checklists/), or a git revision of
+    --repository, whose regulations/*.yaml and checklists/*.yaml are read with git show (the work tree is never
+    touched). Both sides are validated as by `govern rules validate` (gate feasibility aside). Each deployment is
+    classified from its stored descriptor as an initial case. A deployment is listed when its China / US / EU
+    status, pathway, obligations, prohibition or expert re-examination changes, with the rules responsible;
+    the others are counted. Exits 0 whether or not anything changed.
+
+    \b
+    --json prints one object:
+      {"from": {"revision", "commit" (null for a folder), "rules_version", "rules_digest"},
+       "to": {the same},
+       "deployments": N reclassified, "unchanged": N,
+       "changed": [{"deployment_id", "name", "status",
+                    "changes": {PART: {"from", "to"}, "obligations": {"added": [ids], "removed": [ids]}},
+                    "rules": [{"rule_id", "change": "only_in_from" | "only_in_to" | "outcome_changed",
+                               "from", "to" (its outcome; null where it did not fire), "source", "file"}]}],
+       "errors": [{"deployment_id", "name", "error"}]}
+    PART: nmpa, fda_cds, eu_mdr, eu_ai_act_high_risk, pathway, prohibited, expert_reexamination.
+    "errors" lists deployments that could not be classified (a stored descriptor that no longer validates,
+    rules that conflict on it).
+    """
+    from ..classification.engine import RuleConflict
+    from ..classification.impact import compare, rule_source
+    from ..classification.descriptor import descriptor_from_dict
+    from ..db import get_session
+    from ..models import Deployment
+    from sqlalchemy import select
+
+    repository = repository or PROJECT_ROOT
+    with rule_source(from_revision, repository) as before, rule_source(to_revision, repository) as after:
+        before_rules = validate_data_files(before.regulations_dir, before.checklists_dir)[0]
+        after_rules = validate_data_files(after.regulations_dir, after.checklists_dir)[0]
+    report = {"from": _side(before, before_rules), "to": _side(after, after_rules), "deployments": 0,
+              "unchanged": 0, "changed": [], "errors": []}
+    for deployment in get_session().execute(select(Deployment).order_by(Deployment.id)).scalars():
+        row = {"deployment_id": deployment.id, "name": deployment.name, "status": deployment.status}
+        try:
+            descriptor = descriptor_from_dict(deployment.descriptor, f"deployment {deployment.id}")
+            impact = compare(run_classifier(descriptor, before_rules, {"kind": "initial"}),
+                             run_classifier(descriptor, after_rules, {"kind": "initial"}))
+        except (DataFileError, RuleConflict) as exc:
+            report["errors"].append({**row, "error": str(exc)})
+            continue
+        report["deployments"] += 1
+        if impact is None:
+            report["unchanged"] += 1
+        else:
+            report["changed"].append({**row, **impact})
+    if as_json:
+        echo_json(report)
+        return
+    _impact_report(report)
+
+
+def _side(source, ruleset: RuleSet) -> dict:
+    return {"revision": source.revision, "commit": source.commit, "rules_version": ruleset.version,
+            "rules_digest": ruleset.digest}
+
+
+def _impact_report(report: dict) -> None:
+    click.echo(f"Rules {report['from']['revision']} ({report['from']['rules_version']}) → "
+               f"{report['to']['revision']} ({report['to']['rules_version']})")
+    click.echo(f"{report['deployments']} deployments reclassified: {len(report['changed'])} changed, "
+               f"{report['unchanged']} unchanged" + (f"; {len(report['errors'])} could not be classified"
+                                                     if report["errors"] else ""))
+    for row in report["changed"]:
+        click.echo(f"deployment {row['deployment_id']} {row['name']} [{row['status']}]")
+        for part, change in row["changes"].items():
+            if part == "obligations":
+                click.echo("  obligations: " + ", ".join([f"+{o}" for o in change["added"]]
+                                                         + [f"-{o}" for o in change["removed"]]))
+            else:
+                click.echo(f"  {part}: {change['from']} → {change['to']}")
+        for rule in row["rules"]:
+            click.echo(f"  rule {rule['rule_id']} ({rule['change'].replace('_', ' ')}): "
+                       f"{rule['from'] or '—'} → {rule['to'] or '—'}")
+    for row in report["errors"]:
+        click.echo(f"deployment {row['deployment_id']} {row['name']}: not classified: {row['error']}")

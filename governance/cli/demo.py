@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import click
@@ -18,7 +19,14 @@ from ..demo import seed
 @with_appcontext
 def demo(medsafetybench: Path | None) -> None:
     """Switch this instance to demo mode and seed it; prints the demo accounts."""
-    report = seed(current_app, medsafetybench)
+    started = time.monotonic()
+
+    def progress(step: int, steps: int, doing: str) -> None:
+        # on stderr: stdout stays the report (cases and accounts) a script may read
+        click.echo(f"[{step}/{steps}] {doing} … ({time.monotonic() - started:.0f} s)", err=True)
+
+    report = seed(current_app, medsafetybench, progress)
+    click.echo(f"demo ready in {time.monotonic() - started:.0f} s", err=True)
     for line in report.created:
         click.echo(f"created {line}")
     click.echo("Cases:")

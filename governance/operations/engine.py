@@ -24,8 +24,8 @@ from sqlmodel import Session
 
 from .. import eventlog, guards, queries
 from ..config import Settings
-from ..domain import SYSTEM
-from ..errors import ConflictError, GovernanceError, TransitionRefused
+from ..domain import N_, SYSTEM
+from ..errors import ConflictError, GovernanceError, Reason, TransitionRefused, joined
 from ..models import Deployment, Event, Submission, User, utcnow
 from ..permissions import roles_of
 from ..workflow import DEPLOYMENTS, SUBMISSIONS, FieldSpec, Machine, Transition
@@ -114,20 +114,23 @@ def check_fields(transition: Transition, state: str, data: dict[str, Any]) -> di
     unknown = sorted(set(data) - set(specs))
     if unknown:
         raise TransitionRefused(transition.event, state, "fields",
-                                f"unknown field(s) {', '.join(unknown)}; this action takes "
-                                f"{', '.join(specs) or 'no fields'}")
+                                Reason(N_("unknown field(s) %(unknown)s; this action takes %(known)s"),
+                                       unknown=", ".join(unknown), known=", ".join(specs) or "no fields"))
     clean: dict[str, Any] = {}
     for name, spec in specs.items():
         raw = data.get(name)
         if _is_empty(raw):
             if spec.required and spec.kind != "bool":
-                raise TransitionRefused(transition.event, state, "fields", f"'{name}' is required ({spec.label})")
+                raise TransitionRefused(transition.event, state, "fields",
+                                        Reason(N_("'%(field)s' is required (%(label)s)"), field=name,
+                                               label=Reason(spec.label)))
             clean[name] = False if spec.kind == "bool" else None
             continue
         try:
             clean[name] = _coerce_field(spec, raw)
         except ValueError as exc:
-            raise TransitionRefused(transition.event, state, "fields", f"'{name}': {exc}") from None
+            raise TransitionRefused(transition.event, state, "fields",
+                                    Reason(N_("'%(field)s': %(problem)s"), field=name, problem=str(exc))) from None
     return clean
 
 
@@ -138,11 +141,13 @@ def _actor_roles(session: Session, actor: User | None) -> frozenset[str]:
 def _check(ctx: Context, *, include_data_guards: bool = True) -> None:
     t, state = ctx.transition, _state_of(ctx.subject)
     if ctx.actor is not None and not ctx.actor.active:
-        raise TransitionRefused(t.event, state, "roles", "your account is deactivated")
+        raise TransitionRefused(t.event, state, "roles", Reason(N_("your account is deactivated")))
     if not (ctx.roles & t.roles):
-        have = ", ".join(sorted(ctx.roles)) or "no role"
+        have = joined(sorted(ctx.roles), ", ") if ctx.roles else Reason(N_("no role"))
         raise TransitionRefused(t.event, state, "roles",
-                                f"only {' or '.join(sorted(t.roles))} may {t.label.lower()}; you have {have}")
+                                Reason(N_("only %(roles)s may do this (%(action)s); you have %(have)s"),
+                                       roles=" or ".join(sorted(t.roles)), action=Reason(t.label),
+                                       have=have))
     for name in t.guards:
         registered = GUARDS[name]
         if registered.needs_data and not include_data_guards:
@@ -159,10 +164,13 @@ def find_transition(subject: Any, event: str) -> Transition:
     if transition is None:
         possible = ", ".join(t.event for t in machine.available(state)) or "none"
         if event not in machine.events():
-            raise TransitionRefused(event, state, "declared", f"'{event}' is not an event of the {machine.name} "
-                                    f"workflow (events possible now: {possible})")
+            raise TransitionRefused(event, state, "declared",
+                                    Reason(N_("'%(event)s' is not an event of the %(workflow)s workflow (events "
+                                              "possible now: %(possible)s)"), event=event, workflow=machine.name,
+                                           possible=possible))
         raise TransitionRefused(event, state, "declared",
-                                f"'{event}' is not possible in state '{state}' (events possible now: {possible})")
+                                Reason(N_("'%(event)s' is not possible in state '%(state)s' (events possible now: "
+                                          "%(possible)s)"), event=event, state=state, possible=possible))
     return transition
 
 

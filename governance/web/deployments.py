@@ -21,8 +21,8 @@ from ..operations import GovernanceError, TransitionRefused, actions_for
 from ..operations.cases import open_continuing_review, register_deployment, submit_model_version, update_descriptor
 from ..permissions import can_manage_deployment, deployment_visibility_clause, visibility_clause
 from .access import me, require_roles, roles
-from .actions import fire_posted_action
-from .forms import ConfirmForm, DescriptorForm, VersionForm, action_form_class
+from .actions import fire_posted_action, refusal_reason
+from .forms import ConfirmForm, DescriptorForm, VersionForm, action_form_class, demo_endpoint_choices
 from .listing import paginate
 
 bp = Blueprint("deployments", __name__, url_prefix="/deployments")
@@ -174,9 +174,7 @@ def edit(deployment_id: int):
 def new_version(deployment_id: int):
     session = get_session()
     deployment = _managed(deployment_id, _("Only the deployment's owner submits its model versions."))
-    form = VersionForm()
-    if request.method == "GET":
-        form.kind.data = "change" if deployment.approved_version_id else "initial"
+    form = VersionForm()  # the kind of review starts unchosen: the submitter says whether this is a change
     if form.validate_on_submit():
         try:
             case = submit_model_version(
@@ -185,11 +183,12 @@ def new_version(deployment_id: int):
                 summary=form.summary.data or "", submit=form.submit_now.data)
         except TransitionRefused as refusal:
             session.rollback()
-            flash(_("Not submitted: %(reason)s", reason=refusal.reason), "error")
+            flash(_("Not submitted: %(reason)s", reason=refusal_reason(refusal)), "error")
         except GovernanceError as exc:
             session.rollback()
             flash(str(exc), "error")
         else:
             flash(_("Case #%(id)s created.", id=case.id), "success")
             return redirect(url_for("cases.show", submission_id=case.id), code=303)
-    return render_template("deployments/version.html", form=form, deployment=deployment)
+    return render_template("deployments/version.html", form=form, deployment=deployment,
+                           demo_endpoints=demo_endpoint_choices(current_app.config["GOVERNANCE"]))

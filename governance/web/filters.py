@@ -38,7 +38,13 @@ def svg_image(svg: str | None, alt: str = "") -> Markup:
     return Markup('<img class="chart-img" alt="{}" src="data:image/svg+xml;base64,{}">').format(escape(alt), encoded)
 
 
+def say(reason) -> str:
+    """A refusal's reason in the page's language."""
+    return vocabulary.say(reason)
+
+
 def register(app: Flask) -> None:
+    app.add_template_filter(say, "say")
     app.add_template_filter(utc, "utc")
     app.add_template_filter(words, "words")
     app.add_template_filter(percent, "percent")

@@ -24,6 +24,25 @@ def opts(pairs) -> list[SelectChoice]:
     return [SelectChoice(value, label) for value, label in pairs]
 
 
+#: The first option of a choice with consequences: nothing is chosen until the person chooses.
+CHOOSE = ("", _l("— choose —"))
+
+
+def choose_first(pairs) -> list[SelectChoice]:
+    """Choices that start empty, so that no decision, class, maturity or severity is pre-selected."""
+    return opts([CHOOSE, *pairs])
+
+
+def must_choose(label) -> InputRequired:
+    """Refuses the empty "choose…" option with a message naming the field."""
+    return InputRequired(message=_l("%(field)s: choose one.", field=label))
+
+
+def chosen_select(label, pairs, **kwargs) -> SelectField:
+    """A select with consequences: it starts on "— choose —" and is refused until something is chosen."""
+    return SelectField(label, choices=choose_first(pairs), validators=[must_choose(label)], **kwargs)
+
+
 class LoginForm(FlaskForm):
     email = EmailField(_l("E-mail"), validators=[DataRequired(), Email(), Length(max=254)])
     password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=200)])
@@ -41,9 +60,9 @@ def _field(spec: FieldSpec):
     label = lazy_gettext(spec.label)
     if spec.kind == "textarea" or spec.kind == "json":
         return TextAreaField(label, validators=required + ([Length(max=spec.limit)] if spec.limit else []), **kwargs)
-    if spec.kind == "choice":
-        return SelectField(label, choices=opts([(c, lazy_words(c)) for c in spec.choices]),
-                           validators=required, **kwargs)
+    if spec.kind == "choice":  # starts empty: a pathway, a class or a vote is chosen, never defaulted
+        return SelectField(label, choices=choose_first([(c, lazy_words(c)) for c in spec.choices]),
+                           validators=[must_choose(label)] if spec.required else [Optional()], **kwargs)
     if spec.kind == "email":
         return EmailField(label, validators=required + [Email(), Length(max=spec.limit)], **kwargs)
     if spec.kind == "password":
@@ -100,13 +119,26 @@ class MultiCheckboxField(SelectMultipleField):
     option_widget = CheckboxInput()
 
 
-def _choices(field: str) -> list[tuple[str, str]]:
+def _pairs(field: str) -> list[tuple[str, str]]:
     annotation = Descriptor.model_fields[field].annotation
     inner = get_args(annotation)[0] if getattr(annotation, "__origin__", None) is list else annotation
-    return opts([(value, lazy_words(value)) for value in get_args(inner)])
+    return [(value, lazy_words(value)) for value in get_args(inner)]
 
 
-YES_NO = opts([("false", _l("no")), ("true", _l("yes"))])
+def _choices(field: str) -> list[SelectChoice]:
+    return opts(_pairs(field))
+
+
+YES_NO_PAIRS = [("false", _l("no")), ("true", _l("yes"))]
+
+
+def _yes_no(label, **kwargs) -> SelectField:
+    """A descriptor's yes/no question: every answer changes the classification, so none is pre-selected."""
+    return chosen_select(label, YES_NO_PAIRS, **kwargs)
+
+
+def _descriptor_select(field: str, label, **kwargs) -> SelectField:
+    return chosen_select(label, _pairs(field), **kwargs)
 BOOL_FIELDS = ("outputs_used_for_diagnosis_or_treatment", "assisted_decision_making", "time_critical",
                "hcp_can_independently_review_basis", "generative", "public_facing", "deidentified",
                "cross_border_transfer", "human_genetic_resources", "issues_prescriptions", "on_premises",
@@ -117,8 +149,8 @@ class DescriptorForm(FlaskForm):
     """The deployment descriptor as a guided form; every field says what it means for classification."""
 
     name = StringField(_l("Name"), validators=[DataRequired(), Length(max=max_length(Descriptor, "name"))])
-    scenario = SelectField(_l("Scenario"), choices=_choices("scenario"),
-                           description=_l("The closest scenario of seed 003's Table 1; 'other' if none fits."))
+    scenario = _descriptor_select("scenario", _l("Scenario"),
+                                  description=_l("The closest scenario of seed 003's Table 1; 'other' if none fits."))
     intended_use = TextAreaField(_l("Intended use"),
                                  validators=[DataRequired(), Length(max=max_length(Descriptor, "intended_use"))],
                                  description=_l("What it does, for whom, and who acts on its output."))
@@ -127,36 +159,35 @@ class DescriptorForm(FlaskForm):
                                            validators=[DataRequired()],
                                            description=_l("Patient- or public-facing output changes the US and "
                                                           "EU status and sends the case to the full board."))
-    outputs_used_for_diagnosis_or_treatment = SelectField(
-        _l("Outputs used for diagnosis or treatment"), choices=YES_NO,
+    outputs_used_for_diagnosis_or_treatment = _yes_no(
+        _l("Outputs used for diagnosis or treatment"),
         description=_l("NMPA step A1: a medical purpose."))
     input_data = MultiCheckboxField(_l("Input data"), choices=_choices("input_data"), validators=[DataRequired()],
                                     description=_l("Images, physiological signals, IVD and wearable data are "
                                                    "medical-device data (NMPA step A2)."))
-    assisted_decision_making = SelectField(_l("Assisted decision-making"), choices=YES_NO,
-                                           description=_l("Identifies lesions, suggests a diagnosis, a treatment or "
+    assisted_decision_making = _yes_no(_l("Assisted decision-making"),
+                                       description=_l("Identifies lesions, suggests a diagnosis, a treatment or "
                                                           "a medication."))
-    algorithm_maturity = SelectField(_l("Algorithm maturity"), choices=_choices("algorithm_maturity"),
-                                     description=_l("High: this product type is marketed and proven safe and "
+    algorithm_maturity = _descriptor_select("algorithm_maturity", _l("Algorithm maturity"),
+                                            description=_l("High: this product type is marketed and proven safe and "
                                                     "effective."))
-    time_critical = SelectField(_l("Time-critical use"), choices=YES_NO)
-    hcp_can_independently_review_basis = SelectField(_l("Professionals can independently review the basis"),
-                                                     choices=YES_NO)
-    generative = SelectField(_l("Generative"), choices=YES_NO)
-    public_facing = SelectField(_l("Offered to the public"), choices=YES_NO)
-    personal_information = SelectField(_l("Personal information"), choices=_choices("personal_information"),
-                                       description=_l("Medical health data is sensitive personal information "
+    time_critical = _yes_no(_l("Time-critical use"))
+    hcp_can_independently_review_basis = _yes_no(_l("Professionals can independently review the basis"))
+    generative = _yes_no(_l("Generative"))
+    public_facing = _yes_no(_l("Offered to the public"))
+    personal_information = _descriptor_select("personal_information", _l("Personal information"),
+                                              description=_l("Medical health data is sensitive personal information "
                                                       "(PIPL)."))
-    deidentified = SelectField(_l("De-identified"), choices=YES_NO)
-    cross_border_transfer = SelectField(_l("Cross-border transfer"), choices=YES_NO)
-    human_genetic_resources = SelectField(_l("Human genetic resources"), choices=YES_NO)
-    autonomy = SelectField(_l("Autonomy"), choices=_choices("autonomy"),
-                           description=_l("High: acts or decides without a clinician confirming each output."))
-    issues_prescriptions = SelectField(_l("Issues prescriptions without a physician"), choices=YES_NO,
-                                       description=_l("Prohibited (NHC internet diagnosis rules)."))
-    severity_if_wrong = SelectField(_l("Severity if wrong"), choices=_choices("severity_if_wrong"))
-    on_premises = SelectField(_l("On premises"), choices=YES_NO)
-    continuous_learning = SelectField(_l("Continuous learning"), choices=YES_NO)
+    deidentified = _yes_no(_l("De-identified"))
+    cross_border_transfer = _yes_no(_l("Cross-border transfer"))
+    human_genetic_resources = _yes_no(_l("Human genetic resources"))
+    autonomy = _descriptor_select("autonomy", _l("Autonomy"),
+                                  description=_l("High: acts or decides without a clinician confirming each output."))
+    issues_prescriptions = _yes_no(_l("Issues prescriptions without a physician"),
+                                   description=_l("Prohibited (NHC internet diagnosis rules)."))
+    severity_if_wrong = _descriptor_select("severity_if_wrong", _l("Severity if wrong"))
+    on_premises = _yes_no(_l("On premises"))
+    continuous_learning = _yes_no(_l("Continuous learning"))
 
     def descriptor(self) -> dict:
         data = {name: self[name].data for name in Descriptor.model_fields}
@@ -170,11 +201,23 @@ class DescriptorForm(FlaskForm):
                 self[name].data = ("true" if value else "false") if name in BOOL_FIELDS else value
 
 
+#: The demo backend's endpoints (its accuracies are governance.audit.backends.DEMO_ACCURACY): offered on the
+#: version form in demo mode only, where they need no server; elsewhere the endpoint check refuses them.
+DEMO_ENDPOINTS = opts([("demo://good", _l("a demo model that passes its audit")),
+                       ("demo://weak", _l("a weak demo model, held at the audit gate")),
+                       ("demo://regressed", _l("a demo model worse than demo://good, for a change that regresses"))])
+
+
+def demo_endpoint_choices(settings) -> list[SelectChoice]:
+    """The endpoints the version form offers besides what the submitter types: the demo ones, in demo mode."""
+    return DEMO_ENDPOINTS if settings.demo_mode else []
+
+
 class VersionForm(FlaskForm):
     """A model version submitted for review: initial deployment or an update (change control)."""
 
-    kind = SelectField(_l("Kind of review"), choices=opts([("initial", _l("initial deployment")),
-                                                       ("change", _l("change (model update)"))]))
+    kind = chosen_select(_l("Kind of review"), [("initial", _l("initial deployment")),
+                                                ("change", _l("change (model update)"))])
     version_label = StringField(_l("Version label"), validators=[DataRequired(), limit("version_label")])
     base_model = StringField(_l("Base model"), validators=[DataRequired(), limit("base_model")])
     architecture = StringField(_l("Architecture"), validators=[Optional(), limit("architecture")])
@@ -183,8 +226,13 @@ class VersionForm(FlaskForm):
     tokenizer_digest = StringField(_l("Tokenizer and chat-template digest"), validators=[Optional(), SHA256])
     system_prompt_digest = StringField(_l("System-prompt digest"), validators=[Optional(), SHA256])
     quantization = StringField(_l("Quantization"), validators=[Optional(), limit("quantization")])
-    endpoint = StringField(_l("Serving endpoint or local path"), validators=[DataRequired(), limit("endpoint")],
-                           description=_l("http(s)://… for an OpenAI-compatible server, a folder for in-process vLLM."))
+    endpoint = StringField(
+        _l("Serving endpoint or local path"), validators=[DataRequired(), limit("endpoint")],
+        description=_l("The base URL of an OpenAI-compatible server the audit asks, e.g. https://llm.example.org/v1 "
+                       "(where it answers /v1/models and /v1/chat/completions). The institution allows public "
+                       "addresses and, on its allow-list, its own hosts and networks (settings endpoint_allow_hosts "
+                       "and endpoint_allow_networks; ask an administrator). Or the absolute path of a model folder "
+                       "this instance serves models from, for in-process vLLM."))
     served_model_id = StringField(_l("Served model id"), validators=[Optional(), limit("served_model_id")])
     finetune_data_categories = StringField(_l("Fine-tuning data categories (comma-separated)"),
                                            validators=[Optional(), Length(max=500)])
@@ -211,8 +259,8 @@ class VersionForm(FlaskForm):
 
 # --- review ----------------------------------------------------------------------------------------
 class DeclarationForm(FlaskForm):
-    has_conflict = SelectField(_l("Do you have a conflict of interest in this case?"),
-                               choices=opts([("false", _l("No")), ("true", _l("Yes — I recuse myself"))]))
+    has_conflict = chosen_select(_l("Do you have a conflict of interest in this case?"),
+                                 [("false", _l("No")), ("true", _l("Yes — I recuse myself"))])
     # no Optional(): it would stop the chain on an empty statement before validate_statement says it is required
     statement = TextAreaField(_l("Statement"), validators=[declared("declare_conflict", "statement")],
                               description=_l("Required when you declare a conflict: what it is."))
@@ -227,10 +275,9 @@ class CorrectionForm(FlaskForm):
     """The chair's correction of a member's conflict declaration (recorded as a new declaration row)."""
 
     member = SelectField(_l("Member"), choices=[], validators=[InputRequired()])
-    has_conflict = SelectField(_l("The member's standing on this case"), validators=[InputRequired()],
-                               choices=opts([("", _l("— choose —")),
-                                             ("true", _l("Has a conflict of interest: recused")),
-                                             ("false", _l("No conflict of interest: reviews and votes"))]))
+    has_conflict = chosen_select(_l("The member's standing on this case"),
+                                 [("true", _l("Has a conflict of interest: recused")),
+                                  ("false", _l("No conflict of interest: reviews and votes"))])
     statement = TextAreaField(_l("Statement"), validators=[declared("correct_conflict_declaration", "statement")],
                               description=_l("Required when the member has a conflict: what it is."))
     reason = TextAreaField(_l("Reason for the correction"),
@@ -273,10 +320,10 @@ def checklist_form_class(items, lang: str) -> type[FlaskForm]:
 
 
 class VoteForm(FlaskForm):
-    meaning = SelectField(_l("Meaning of your signature"), choices=opts([
+    meaning = chosen_select(_l("Meaning of your signature"), [
         ("approve", _l("approve")), ("approve_with_conditions", _l("approve with conditions")),
         ("require_revisions", _l("require revisions")), ("defer", _l("defer")), ("disapprove", _l("disapprove")),
-        ("abstain", _l("abstain"))]))
+        ("abstain", _l("abstain"))])
     comment = TextAreaField(_l("Comment"), validators=[Optional(), declared("vote", "comment")])
     password = PasswordField(_l("Your password (electronic signature)"), validators=[DataRequired()],
                              description=_l("Re-entering your password applies your electronic signature: your "
@@ -343,7 +390,8 @@ class IncidentForm(FlaskForm):
                                 description=_l("The deployment the incident happened with."))
     model_version_id = SelectField(_l("Model version"), coerce=int, default=0,
                                    description=_l("Leave at 'the approved version' unless you know otherwise."))
-    severity = RadioField(_l("Severity"), validators=[InputRequired()], choices=[])  # from the Severity enum
+    # from the Severity enum; no radio is checked until the reporter chooses
+    severity = RadioField(_l("Severity"), validators=[must_choose(_l("Severity"))], choices=[])
     occurred_at = DateField(_l("Date it happened"), validators=[Optional()])
     what_happened = TextAreaField(_l("What happened"),
                                   validators=[DataRequired(), Length(max=max_length(IncidentIn, "what_happened"))])

@@ -14,7 +14,8 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_babel import gettext as _
 from sqlalchemy import func, select
 
-from .. import eventlog
+from .. import eventlog, queries
+from ..classification.rules import load_ruleset
 from ..db import get_db, get_session
 from ..domain import Role
 from ..models import Classification, Deployment, Event, ModelVersion, ObligationStatus, Submission, User
@@ -168,6 +169,15 @@ def export_xlsx():
     buffer.seek(0)
     return send_file(buffer, mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
                      as_attachment=True, download_name="ai-registry.xlsx")
+
+
+@bp.get("/registry/rules-impact")
+@require_roles(*REGISTRY_ROLES)
+def rules_impact():
+    """After a rules upgrade: the deployments whose classification the deployed rules change, and why."""
+    ruleset = load_ruleset(current_app.config["GOVERNANCE"].regulations_dir)
+    return render_template("registry/rules_impact.html", ruleset=ruleset,
+                           rows=queries.rules_impact_since_classified(get_session(), ruleset))
 
 
 @bp.post("/deployments/<id:deployment_id>/obligations")

@@ -27,6 +27,7 @@ from ..operations.dossiers import absolute_path
 from ..permissions import can_see, roles_of
 from ..workflow import SubmissionState
 from .access import me, require_roles, roles
+from .actions import refusal_reason
 from .forms import (AssignForm, CommentForm, CorrectionForm, DeclarationForm, VoteForm, checklist_form_class,
                     opts)
 from .i18n import page_language
@@ -61,7 +62,7 @@ def _fire(case: Submission, event: str, data: dict[str, Any], done: str) -> bool
         fire(session, case, event, me(), data, settings=_settings())
     except TransitionRefused as refusal:
         session.rollback()
-        flash(_("Refused by %(guard)s: %(reason)s", guard=refusal.guard, reason=refusal.reason), "error")
+        flash(_("Refused: %(reason)s", reason=refusal_reason(refusal)), "error")
         return False
     flash(done, "success")
     return True

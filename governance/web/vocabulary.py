@@ -11,6 +11,7 @@ from __future__ import annotations
 from flask_babel import LazyString, gettext
 
 from ..domain import N_
+from ..errors import Reason
 
 #: The English words of every value the pages show through the ``words`` filter (each a msgid).
 TERMS: frozenset[str] = frozenset({
@@ -109,3 +110,13 @@ def words(value):
 def lazy_words(value: str) -> LazyString:
     """:func:`words`, evaluated when shown (for form choices built once at import)."""
     return LazyString(words, value)
+
+
+def say(reason) -> str:
+    """A refusal's reason (:class:`governance.errors.Reason`) in the page's language, its parameters too; any
+    other text as it is (the English the lower layers write stays the record's language)."""
+    if not isinstance(reason, Reason):
+        return "" if reason is None else str(reason)
+    params = {name: say(value) if isinstance(value, Reason) else value for name, value in reason.params.items()}
+    translated = gettext(reason.template)
+    return translated % params if params else translated
