@@ -48,6 +48,35 @@ def approved(factory, institution, session):
     return case
 
 
+@pytest.fixture(scope="module")
+def signed(tmp_path_factory, sqlite_template):
+    """One approved case's signed dossiers, shared by the tests that only read the PDF files (database-independent:
+    built once on SQLite): the instance's settings, the case, its dossier rows and the CLI runner."""
+    from types import SimpleNamespace
+
+    from .conftest import CliRunner, make_app
+    from .factories import Factory
+
+    folder = tmp_path_factory.mktemp("signed-dossiers")
+    database = folder / "governance.sqlite3"
+    shutil.copy(sqlite_template, database)
+    (folder / "instance").mkdir()
+    app = make_app(folder / "instance", f"sqlite:///{database}", dossier_dispatch="inline",
+                   signing_passphrase="test signing passphrase")
+    settings = app.config["GOVERNANCE"]
+    signing_keys.init_keys(settings)
+    session = get_db(app).session_factory()
+    factory = Factory(app, session)
+    case = factory.submission()
+    case.summary = INJECTION
+    session.commit()
+    factory.drive(case, "approved")
+    yield SimpleNamespace(app=app, settings=settings, case_id=case.id, dossiers=_dossiers(session, case),
+                          runner=CliRunner(app))
+    session.close()
+    get_db(app).dispose()
+
+
 def _dossiers(session, case) -> list[Dossier]:
     return session.execute(select(Dossier).where(Dossier.submission_id == case.id).order_by(Dossier.id)).scalars().all()
 
@@ -110,8 +139,8 @@ def _one_page_pdf() -> bytes:
     return HTML(string="<p>one page</p>").write_pdf()
 
 
-def test_pdfsig_agrees_and_a_flipped_byte_fails_both(approved, session, institution, tmp_path, runner):
-    dossier = _dossiers(session, approved)[-1]
+def test_pdfsig_agrees_and_a_flipped_byte_fails_both(signed, tmp_path):
+    institution, runner, dossier = signed.settings, signed.runner, signed.dossiers[-1]
     original = absolute_path(institution, dossier)
     certificate = tmp_path / "institution.pem"
     assert runner.invoke("keys", "export-cert", str(certificate)).exit_code == 0
@@ -133,11 +162,12 @@ def test_pdfsig_agrees_and_a_flipped_byte_fails_both(approved, session, institut
     assert result.exit_code == 1
 
 
-def test_an_appended_incremental_update_is_reported(approved, session, institution, tmp_path):
+def test_an_appended_incremental_update_is_reported(signed, tmp_path):
     from pyhanko.pdf_utils import generic
     from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 
-    source = absolute_path(institution, _dossiers(session, approved)[-1])
+    institution = signed.settings
+    source = absolute_path(institution, signed.dossiers[-1])
     writer = IncrementalPdfFileWriter(io.BytesIO(source.read_bytes()))
     writer.root["/Lang"] = generic.pdf_string("en")  # a harmless-looking change after signing
     writer.update_root()
@@ -149,18 +179,18 @@ def test_an_appended_incremental_update_is_reported(approved, session, instituti
     assert any("does not cover the whole file" in f and "appended after signing" in f for f in report.failures)
 
 
-def test_a_different_trust_root_is_untrusted(approved, session, institution, tmp_path):
-
+def test_a_different_trust_root_is_untrusted(signed, tmp_path):
+    institution = signed.settings
     other = institution.replace(instance_path=tmp_path / "other-institution", signing_passphrase="another one")
     signing_keys.init_keys(other)
-    path = absolute_path(institution, _dossiers(session, approved)[-1])
+    path = absolute_path(institution, signed.dossiers[-1])
     report = verify(path, [signing_keys.load_certificate(other)])
     assert report.details["intact"] and any("untrusted" in f for f in report.failures)
     assert "Certificate issuer isn't Trusted." in _pdfsig(path, None)
 
 
-def test_chinese_is_text_in_an_embedded_cjk_font_and_injection_is_literal(approved, session, institution):
-    path = absolute_path(institution, _dossiers(session, approved)[-1])
+def test_chinese_is_text_in_an_embedded_cjk_font_and_injection_is_literal(signed):
+    path = absolute_path(signed.settings, signed.dossiers[-1])
     text = subprocess.run(["pdftotext", "-enc", "UTF-8", str(path), "-"], capture_output=True, text=True).stdout
     assert "人工智能部署伦理审查档案" in text and "审查清单" in text
     flat = text.replace("\n", "")
@@ -168,7 +198,7 @@ def test_chinese_is_text_in_an_embedded_cjk_font_and_injection_is_literal(approv
     fonts = subprocess.run(["pdffonts", str(path)], capture_output=True, text=True).stdout
     cjk = [line for line in fonts.splitlines() if "Noto-Sans-CJK-SC" in line]
     assert cjk and all(" yes yes " in line for line in cjk)  # embedded, subset
-    for needle in ("Page 1 of", "Submission #" + str(approved.id)):
+    for needle in ("Page 1 of", "Submission #" + str(signed.case_id)):
         assert needle in text
 
 
@@ -182,9 +212,9 @@ def test_the_url_fetcher_reads_nothing_outside_the_report_assets(tmp_path):
     assert fetcher.fetch(css) is not None
 
 
-def test_printed_hashes_match_the_attachments(approved, session, institution):
-    path = absolute_path(institution, _dossiers(session, approved)[-1])
-    report = verify(path, [signing_keys.load_certificate(institution)])
+def test_printed_hashes_match_the_attachments(signed):
+    path = absolute_path(signed.settings, signed.dossiers[-1])
+    report = verify(path, [signing_keys.load_certificate(signed.settings)])
     manifest = report.details["manifest"]["attachments"]
     assert set(manifest) == {"audit-results.json", "classification.json", "event-log.json"}
     text = subprocess.run(["pdftotext", "-raw", str(path), "-"], capture_output=True, text=True).stdout.replace("\n", "")
@@ -224,11 +254,11 @@ def test_dossiers_are_never_overwritten(approved, session, institution, app, run
     assert listed.exit_code == 0 and len(__import__("json").loads(listed.output)) == len(after)
 
 
-def test_pages_render_as_images(approved, session, institution, tmp_path):
-    path = absolute_path(institution, _dossiers(session, approved)[-1])
+def test_pages_render_as_images(signed, tmp_path):
+    path = absolute_path(signed.settings, signed.dossiers[-1])
     subprocess.run(["pdftoppm", "-r", "40", "-png", str(path), str(tmp_path / "page")], check=True)
     pages = sorted(tmp_path.glob("page-*.png"))
-    assert len(pages) == _dossiers(session, approved)[-1].page_count
+    assert len(pages) == signed.dossiers[-1].page_count
     for page in pages:
         stats = ImageStat.Stat(Image.open(page).convert("L"))
         assert stats.stddev[0] > 5  # not blank
