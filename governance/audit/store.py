@@ -14,6 +14,7 @@ from sqlmodel import Session
 
 from ..db import make_session_factory
 from ..domain import AuditStatus
+from ..memory import cyclic_gc_paused
 from ..models import AuditItemResult, AuditRun, utcnow
 
 ROW_FIELDS = ("item_id", "item_digest", "stage", "dimension", "item_type", "gold", "answer", "correct", "valid",
@@ -76,7 +77,7 @@ class DatabaseStore:
 def run_rows(factory, run_id: int) -> list[dict[str, Any]]:
     """A run's item results in item-id order (statistics depend on the order: it is fixed)."""
     columns = [AuditItemResult.__table__.c[name] for name in ROW_FIELDS]  # plain rows: no ORM identity map
-    with factory() as session:
+    with factory() as session, cyclic_gc_paused():  # 100,000 rows: 1.3 s instead of 2.3 s
         results = session.execute(select(*columns).where(AuditItemResult.run_id == run_id)
                                   .order_by(AuditItemResult.item_id)).all()
         return [dict(zip(ROW_FIELDS, r, strict=True)) for r in results]

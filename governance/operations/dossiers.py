@@ -19,6 +19,7 @@ from ..dossier.keys import fingerprint, load_certificate
 from ..dossier.render import render
 from ..dossier.signing import load_signer, sign
 from ..errors import GovernanceError
+from ..memory import cyclic_gc_paused
 from ..models import Dossier, Event, Submission, User, utcnow
 
 DOSSIER_DIR = "dossiers"
@@ -39,13 +40,15 @@ def emit(session: Session, settings: Settings, submission: Submission, gate: str
     if gate not in {"audit", "decision", "suspension", "continuing_review"}:
         raise GovernanceError(f"unknown gate '{gate}'")
     signer = load_signer(settings)  # before rendering: without a key there is nothing to do
-    # The chain is checked from the last signed checkpoint, not from the first event: a pass that emits many
-    # dossiers re-hashes each stretch of the log once (every dossier writes a checkpoint).
-    context, attachments = dossier_context.build(session, settings, submission, gate, event_seq=event_seq,
-                                                 chain=anchor.verified_chain(session, settings))
-    rendered = render(context, attachments, settings.reports_dir)
-    signed = sign(rendered.pdf, rendered.signature_box, settings, signer=signer,
-                  reason=f"Ethics review dossier: submission {submission.id}, {gate} gate")
+    with cyclic_gc_paused():  # the evidence of a 100,000-item audit is a million small objects
+        # The chain is checked from the last signed checkpoint, not from the first event: a pass that emits many
+        # dossiers re-hashes each stretch of the log once (every dossier writes a checkpoint).
+        context, attachments = dossier_context.build(session, settings, submission, gate, event_seq=event_seq,
+                                                     chain=anchor.verified_chain(session, settings))
+        rendered = render(context, attachments, settings.reports_dir)
+        del attachments  # the evidence bytes are in the PDF now
+        signed = sign(rendered.pdf, rendered.signature_box, settings, signer=signer,
+                      reason=f"Ethics review dossier: submission {submission.id}, {gate} gate")
     relative = _file_name(submission, gate, event_seq)
     target = settings.instance_path / DOSSIER_DIR / relative
     target.parent.mkdir(parents=True, exist_ok=True)
