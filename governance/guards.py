@@ -333,34 +333,77 @@ def actor_not_recused(ctx: Context) -> str | None:
     return None
 
 
-@guard("checklist_answers_valid", needs_data=True)
-def checklist_answers_valid(ctx: Context) -> str | None:
+def _applicable_items(ctx: Context):
+    checklist = queries.checklist_of(ctx.session, ctx.submission, ctx.settings)
+    return checklist, {item.id: item for item in
+                       checklist.applicable_items(queries.case_facts(ctx.session, ctx.submission))}
+
+
+def _entry_problem(item_id: str, entry, item, *, draft: bool) -> Reason | None:
+    """What is wrong with one checklist entry ``{answer, comment}``; a draft may leave the answer empty and a
+    "no" without its comment for now."""
+    if not isinstance(entry, dict) or set(entry) - {"answer", "comment"}:
+        return Reason(N_("'%(item)s': expected {answer, comment}"), item=item_id)
+    answer = entry.get("answer")
+    if draft and answer in (None, ""):
+        pass
+    elif answer not in {a.value for a in ChecklistAnswer}:
+        return Reason(N_("'%(item)s': answer must be yes, no or na"), item=item_id)
+    elif answer == ChecklistAnswer.NOT_APPLICABLE and not item.allows_na:
+        return Reason(N_("'%(item)s': this item cannot be answered 'not applicable'"), item=item_id)
+    elif answer == ChecklistAnswer.NO and not draft and not str(entry.get("comment") or "").strip():
+        return Reason(N_("'%(item)s': a 'no' needs a comment"), item=item_id)
+    if len(str(entry.get("comment") or "").strip()) > NOTE_MAX:
+        return Reason(N_("'%(item)s': the comment has more than %(count)s characters"), item=item_id,
+                      count=NOTE_MAX)
+    return None
+
+
+def _answers_problem(ctx: Context, *, draft: bool) -> Reason | None:
     answers = ctx.data.get("answers")
     if not isinstance(answers, dict) or not answers:
         return Reason(N_("answers must map checklist item ids to {answer, comment}"))
-    checklist = queries.checklist_of(ctx.session, ctx.submission, ctx.settings)
-    applicable = {item.id: item for item in checklist.applicable_items(queries.case_facts(ctx.session, ctx.submission))}
+    checklist, applicable = _applicable_items(ctx)
     for item_id, entry in answers.items():
         if item_id not in applicable:
             return Reason(N_("'%(item)s' is not an item of checklist '%(checklist)s' that applies to this case"),
                           item=item_id, checklist=checklist.id)
-        if not isinstance(entry, dict) or set(entry) - {"answer", "comment"}:
-            return Reason(N_("'%(item)s': expected {answer, comment}"), item=item_id)
-        answer = entry.get("answer")
-        if answer not in {a.value for a in ChecklistAnswer}:
-            return Reason(N_("'%(item)s': answer must be yes, no or na"), item=item_id)
-        if answer == ChecklistAnswer.NOT_APPLICABLE and not applicable[item_id].allows_na:
-            return Reason(N_("'%(item)s': this item cannot be answered 'not applicable'"), item=item_id)
-        if answer == ChecklistAnswer.NO and not str(entry.get("comment") or "").strip():
-            return Reason(N_("'%(item)s': a 'no' needs a comment"), item=item_id)
-        if len(str(entry.get("comment") or "").strip()) > NOTE_MAX:
-            return Reason(N_("'%(item)s': the comment has more than %(count)s characters"), item=item_id,
-                          count=NOTE_MAX)
+        problem = _entry_problem(item_id, entry, applicable[item_id], draft=draft)
+        if problem is not None:
+            return problem
     return None
+
+
+@guard("checklist_answers_valid", needs_data=True)
+def checklist_answers_valid(ctx: Context) -> str | None:
+    return _answers_problem(ctx, draft=False)
+
+
+@guard("checklist_answers_complete", needs_data=True)
+def checklist_answers_complete(ctx: Context) -> str | None:
+    """A submitted checklist answers every required item that applies (with the answers already submitted this
+    round); a checklist half done is saved as a draft instead."""
+    answers = ctx.data.get("answers") or {}
+    missing = queries.missing_checklist_items(ctx.session, ctx.submission, ctx.actor, ctx.settings,
+                                              also_answered=set(answers))
+    if missing:
+        return Reason(N_("the checklist is not complete: answer %(items)s, or save it as a draft"),
+                      items=", ".join(missing))
+    return None
+
+
+@guard("checklist_draft_valid", needs_data=True)
+def checklist_draft_valid(ctx: Context) -> str | None:
+    """A draft names items of the checklist that applies; each answer is empty or one the item takes."""
+    return _answers_problem(ctx, draft=True)
 
 
 @guard("checklist_complete")
 def checklist_complete(ctx: Context) -> str | None:
+    """The primary and secondary reviewers (the members the chair assigned) answer the whole checklist before they
+    vote; the other members present vote without it. A draft is no answer."""
+    if not queries.owes_checklist(ctx.session, ctx.submission, ctx.actor):
+        return None
     missing = queries.missing_checklist_items(ctx.session, ctx.submission, ctx.actor, ctx.settings)
     if missing:
         return Reason(N_("answer the required checklist items first: %(items)s"), items=", ".join(missing))

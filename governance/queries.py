@@ -17,7 +17,7 @@ from .committees import CommitteeRules, threshold_met
 from .config import Settings
 from .domain import N_, OPEN_STATES, Pathway, SubmissionKind, VoteMeaning
 from .errors import Reason
-from .models import (Assignment, AuditRun, ChecklistResponse, Classification, ConflictDeclaration, Deployment, Event,
+from .models import (Assignment, AuditRun, ChecklistDraft, ChecklistResponse, Classification, ConflictDeclaration, Deployment, Event,
                      Meeting, MeetingAttendance, ModelVersion, Submission, User, Vote)
 from .permissions import roles_of
 
@@ -145,12 +145,27 @@ def checklist_answers(session: Session, submission: Submission, reviewer: User) 
     return {row.item_id: row for row in rows}
 
 
+def checklist_draft(session: Session, submission: Submission, reviewer: User) -> ChecklistDraft | None:
+    """The reviewer's checklist saved as a draft in this round (no answer until it is submitted), if any."""
+    return session.execute(select(ChecklistDraft).where(
+        ChecklistDraft.submission_id == submission.id, ChecklistDraft.round == submission.round,
+        ChecklistDraft.reviewer_id == reviewer.id)).scalars().first()
+
+
 def missing_checklist_items(session: Session, submission: Submission, reviewer: User,
-                            settings: Settings) -> list[str]:
+                            settings: Settings, *, also_answered: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """The required items that apply to the case and that ``reviewer`` has not answered (this round), counting
+    ``also_answered`` (answers being submitted) as answered."""
     checklist = checklist_of(session, submission, settings)
-    answered = checklist_answers(session, submission, reviewer)
+    answered = set(checklist_answers(session, submission, reviewer)) | set(also_answered)
     facts = case_facts(session, submission)
     return [item.id for item in checklist.applicable_items(facts) if item.required and item.id not in answered]
+
+
+def owes_checklist(session: Session, submission: Submission, member: User) -> bool:
+    """Whether ``member`` must answer the checklist before voting: the primary and secondary reviewers (the members
+    the chair assigned to the case) do; the other members present at a full-board meeting vote without it."""
+    return is_assigned(session, submission, member)
 
 
 def _user_map(session: Session, ids: set[int]) -> dict[int, User]:

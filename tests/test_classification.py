@@ -126,7 +126,8 @@ def test_prescribing_without_a_physician_is_prohibited_with_rule_and_source(rule
     fired = {r["rule_id"]: r for r in result["rule_trail"]}
     assert "nhc.internet.no_ai_prescriptions" in fired
     assert "Internet Diagnosis" in fired["nhc.internet.no_ai_prescriptions"]["source"]
-    assert fired["nhc.internet.no_ai_prescriptions"]["certainty"] == "primary"
+    # the article numbers come from public copies, not the official text (review 1.9): not "primary"
+    assert fired["nhc.internet.no_ai_prescriptions"]["certainty"] == "unverified"
 
 
 def test_acting_in_the_physicians_place_is_prohibited(ruleset):
@@ -359,6 +360,19 @@ def test_classify_json_matches_table_2(example):
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert (data["nmpa"]["status"], data["fda_cds"]["status"], data["eu_mdr"]["status"]) == TABLE_2[example]
+
+
+def test_classify_takes_every_example_at_once_and_matches_table_2():
+    examples = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "examples").glob("*.yaml"))
+    result = _govern("classify", *examples, "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert list(data) == examples
+    for example, expected in TABLE_2.items():
+        entry = data[f"examples/{example}.yaml"]
+        assert (entry["nmpa"]["status"], entry["fda_cds"]["status"], entry["eu_mdr"]["status"]) == expected
+    report = _govern("classify", *examples[:2])
+    assert report.returncode == 0 and report.stdout.count("China  NMPA:") == 2
 
 
 def test_classify_report_and_change(tmp_path):

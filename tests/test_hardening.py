@@ -141,7 +141,7 @@ def test_exports_carry_no_live_formula(factory, client):
 
 # --- recusal closes every door (SECURITY.md §2 i) ----------------------------------------------------------------
 
-RECUSED_DOORS = ["escalate", "comment", "answer_checklist", "vote"]
+RECUSED_DOORS = ["escalate", "comment", "save_checklist_draft", "answer_checklist", "vote"]
 
 
 def _door_data(factory, case, door: str) -> dict:
@@ -149,6 +149,7 @@ def _door_data(factory, case, door: str) -> dict:
 
     return {"escalate": {"reason": "I want the full board to see this."}, "comment": {"text": "Please add more data."},
             "answer_checklist": {"answers": factory.checklist_answers(case)},
+            "save_checklist_draft": {"answers": dict(list(factory.checklist_answers(case).items())[:3])},
             "vote": {"meaning": "disapprove", "password": PASSWORD}}[door]
 
 
@@ -201,8 +202,10 @@ def test_a_recused_member_is_refused_at_every_door(factory, session, client, rec
                                 follow_redirects=True)
         elif door == "comment":
             reply = client.post(f"/submissions/{case.id}/comment", data=data, follow_redirects=True)
-        elif door == "answer_checklist":
+        elif door in {"answer_checklist", "save_checklist_draft"}:
             form = {f"answer__{item}": entry["answer"] for item, entry in data["answers"].items()}
+            if door == "save_checklist_draft":
+                form["draft"] = "1"
             reply = client.post(f"/submissions/{case.id}/checklist", data=form, follow_redirects=True)
         else:
             reply = client.post(f"/submissions/{case.id}/vote", data=data, follow_redirects=True)

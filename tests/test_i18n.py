@@ -249,6 +249,6 @@ def test_review_pages_render_in_chinese(client, factory):
         assert '<html lang="zh-CN">' in page and heading in page, path
     factory.prepare_reviewer(case, reviewer)
     checklist = client.get(f"/submissions/{case.id}/checklist").data.decode()
-    assert "保存审查清单" in checklist and "> 是</label>" in checklist and "证据: " in checklist
+    assert "提交审查清单" in checklist and "保存为草稿" in checklist and "> 是</label>" in checklist and "证据: " in checklist
     vote = client.get(f"/submissions/{case.id}/vote").data.decode()
     assert "投票——电子签名" in vote and "签名含义" in vote and "附条件同意" in vote

@@ -49,6 +49,8 @@ class Descriptor(StrictModel):
     personal_information: Literal["none", "personal", "sensitive"]
     deidentified: bool
     cross_border_transfer: bool
+    #: Human genetic resources information (genes, genomes); clinical, imaging, protein and metabolic data alone are
+    #: not (HGR Implementing Rules 2023, Art. 2).
     human_genetic_resources: bool
     #: high = acts or decides without a clinician confirming each output.
     autonomy: Literal["assistive", "high"]

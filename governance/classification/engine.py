@@ -84,6 +84,8 @@ def classify(descriptor: Descriptor, ruleset: RuleSet, case: dict[str, Any] | No
         entry = {"rule_id": rule.id, "title": rule.title, "source": rule.source, "url": rule.url,
                  "certainty": rule.certainty, "outcome": rule.describe_outcome(),
                  "priority": rule.priority, "file": rule.file.rsplit("/", 1)[-1], "sets": dict(rule.sets)}
+        if rule.note:
+            entry["note"] = rule.note
         if overridden:
             entry["overridden"] = sorted(overridden)
         trail.append(entry)

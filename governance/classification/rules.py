@@ -54,6 +54,8 @@ class RuleSchema(StrictModel):
     id: str = Field(pattern=_ID)
     title: str
     source: RuleSourceSchema
+    #: What the rule cannot decide from the descriptor, or another caveat; shown with the rule wherever it fires.
+    note: str = ""
     priority: int = 0
     when: dict[str, Any] | None = None
     then: ThenSchema
@@ -105,6 +107,7 @@ class Rule:
     fast_track: str | None
     file: str
     line: int
+    note: str = ""
 
     @property
     def source(self) -> str:
@@ -201,7 +204,7 @@ def load_rule_file(path: Path, vocabulary: dict[str, FieldSpec]) -> tuple[RuleFi
         rules.append(Rule(rule.id, rule.title, schema.instrument, rule.source.article, rule.source.url or schema.url,
                           rule.source.certainty, rule.priority, condition, dict(rule.then.set),
                           {k: tuple(v) for k, v in rule.then.add.items()}, tuple(rule.then.obligations),
-                          rule.then.full_board, rule.then.fast_track, str(path), node.line))
+                          rule.then.full_board, rule.then.fast_track, str(path), node.line, rule.note))
     return schema, rules, obligations
 
 

@@ -35,7 +35,7 @@ COMMANDS = {
     "meeting": ("cases:meeting", "Full-board meetings."),
     "obligation": ("cases:obligation", "Obligations named by classifications."),
     "checklist": ("cases:checklist", "Review checklists."),
-    "classify": ("classify:classify", "Classify a deployment descriptor (China / US / EU), or assess a change's "
+    "classify": ("classify:classify", "Classify deployment descriptors (China / US / EU), or assess a change's "
                                       "materiality."),
     "rules": ("classify:rules", "The rule files, checklists and policies in regulations/ and checklists/."),
     "items": ("audit:items", "Benchmark item banks (FILE may be 'builtin', the shipped bank)."),

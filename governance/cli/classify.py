@@ -36,7 +36,7 @@ def _dirs(regulations: Path | None, checklists: Path | None) -> tuple[Path, Path
               show_default=True, help="The kind of case the descriptor is classified for.")
 @click.option("--regulations", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def classify(files: tuple[Path, ...], change: bool, as_json: bool, kind: str, regulations: Path | None) -> None:
-    """Classify a deployment descriptor (China / US / EU), or assess a change's materiality."""
+    """Classify deployment descriptors (China / US / EU), or assess a change's materiality."""
     if change:
         if len(files) != 2:
             raise GovernanceError("--change takes two model-version records: PREVIOUS NEW")
@@ -50,14 +50,18 @@ def classify(files: tuple[Path, ...], change: bool, as_json: bool, kind: str, re
                 click.echo(f"  [{finding['level']}] {finding['reason']}")
             click.echo(f"  source: {result['source']}")
         return
-    if len(files) != 1:
-        raise GovernanceError("classify takes one descriptor file (or --change PREVIOUS NEW)")
+    if not files:
+        raise GovernanceError("classify takes one or more descriptor files (or --change PREVIOUS NEW)")
     regulations_dir, _ = _dirs(regulations, None)
-    result = run_classifier(load_descriptor(files[0]), load_ruleset(regulations_dir), {"kind": kind})
-    if as_json:
-        echo_json(result)
+    ruleset = load_ruleset(regulations_dir)
+    results = {str(path): run_classifier(load_descriptor(path), ruleset, {"kind": kind}) for path in files}
+    if as_json:  # one file: its result; several: the results by file name, in the order given
+        echo_json(results[str(files[0])] if len(files) == 1 else results)
         return
-    _report(files[0], result)
+    for index, path in enumerate(files):
+        if index:
+            click.echo("")
+        _report(path, results[str(path)])
 
 
 def _report(path: Path, r: dict) -> None:
@@ -85,6 +89,8 @@ def _report(path: Path, r: dict) -> None:
     for rule in r["rule_trail"]:
         flag = " (overridden)" if rule.get("overridden") else ""
         click.echo(f"    {rule['rule_id']}{flag}: {rule['outcome']} — {rule['source']} [{rule['certainty']}]")
+        if rule.get("note"):
+            click.echo(f"      note: {rule['note']}")
     click.echo(f"  Rules {r['rules_version']}; input sha256 {r['input_sha256']}")
 
 

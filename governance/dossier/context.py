@@ -178,7 +178,8 @@ def _review(session: Session, settings: Settings, submission: Submission) -> dic
                          for d in declarations],
         "quorum": quorum,
         "votes": [{"printed_name": v.printed_name, "meaning": v.meaning, "signed_at": _iso(v.signed_at),
-                   "round": v.round, "method": v.method, "record_digest": v.record_digest, "comment": v.comment}
+                   "round": v.round, "method": v.method, "record_digest": v.record_digest, "comment": v.comment,
+                   "proposed_conditions": v.proposed_conditions}
                   for v in votes],
         "decisions": [{"outcome": d.outcome, "conditions": d.conditions, "reason": d.reason, "round": d.round,
                        "decided_at": _iso(d.decided_at), "decided_by": people[d.decided_by_id].name

@@ -5,14 +5,14 @@ from .base import NAMING_CONVENTION, utcnow
 from .deployments import Deployment, ModelVersion
 from .events import Event
 from .records import Dossier, Incident, Notification
-from .review import (Assignment, ChecklistResponse, Comment, ConflictDeclaration, Decision, Meeting,
+from .review import (Assignment, ChecklistDraft, ChecklistResponse, Comment, ConflictDeclaration, Decision, Meeting,
                      MeetingAttendance, Vote)
 from .submissions import Classification, ObligationStatus, Submission
 from .users import ApiToken, RoleAssignment, User
 
 __all__ = [
     "NAMING_CONVENTION", "utcnow",
-    "ApiToken", "Assignment", "AuditItemResult", "AuditRun", "ChecklistResponse", "Classification", "Comment",
+    "ApiToken", "Assignment", "AuditItemResult", "AuditRun", "ChecklistDraft", "ChecklistResponse", "Classification", "Comment",
     "ConflictDeclaration", "Decision", "Deployment", "Dossier", "Event", "GraderValidation", "Incident", "Meeting",
     "MeetingAttendance", "ModelVersion", "Notification", "ObligationStatus", "RoleAssignment", "Submission",
     "User", "Vote",

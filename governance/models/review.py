@@ -76,6 +76,25 @@ class ChecklistResponse(SQLModel, table=True):
     answered_at: datetime = Field(default_factory=utcnow)
 
 
+class ChecklistDraft(SQLModel, table=True):
+    """A reviewer's checklist saved half-done: kept across visits (and restarts) until it is submitted, and no
+    answer meanwhile (the guard before the vote and the dossier read :class:`ChecklistResponse` only). One row per
+    reviewer, case and round, replaced by each save and removed when the checklist is submitted complete."""
+
+    __tablename__ = "checklist_draft"
+    __table_args__ = (UniqueConstraint("submission_id", "round", "reviewer_id", name="uq_checklist_draft_reviewer"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    submission_id: int = Field(foreign_key="submission.id", index=True)
+    round: int = 1
+    reviewer_id: int = Field(foreign_key="user_account.id", index=True)
+    checklist_id: str = Field(max_length=80)
+    checklist_version: str = Field(max_length=40)
+    #: item id -> {"answer": "yes" | "no" | "na" | "", "comment": str}, as the reviewer left it.
+    answers: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    saved_at: datetime = Field(default_factory=utcnow)
+
+
 class Meeting(SQLModel, table=True):
     """A convened full-board meeting; attendance decides quorum."""
 
@@ -121,6 +140,8 @@ class Vote(SQLModel, table=True):
     meeting_id: int | None = Field(default=None, foreign_key="meeting.id")
     meaning: str = Field(max_length=30)
     comment: str = ""
+    #: Conditions the member proposes with the vote (read by the chair on the case page and in the dossier).
+    proposed_conditions: str = ""
     #: The signature manifestation (21 CFR 11.50): printed name, date and time (UTC), meaning.
     printed_name: str = Field(max_length=200)
     signed_at: datetime = Field(default_factory=utcnow)

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from .. import eventlog, jobs, queries
 from ..committees import load_committee_rules
 from ..domain import POSITIVE_VOTES, Pathway, Role, SubmissionKind, SuspensionCause, VoteMeaning
-from ..models import (Assignment, ChecklistResponse, Classification, Comment, ConflictDeclaration, Decision, Incident,
+from ..models import (Assignment, ChecklistDraft, ChecklistResponse, Classification, Comment, ConflictDeclaration, Decision, Incident,
                       Meeting, ModelVersion, User, Vote)
 from ..monitoring.policy import continuing_review_months, load_monitoring
 from ..notify import notify, people_with_roles
@@ -229,8 +229,34 @@ def store_checklist_answers(ctx: Context) -> None:
         row.answer = entry["answer"]
         row.comment = str(entry.get("comment") or "").strip()
         row.answered_at = ctx.now
+    draft = queries.checklist_draft(ctx.session, ctx.submission, ctx.actor)
+    if draft is not None:  # submitted: the draft has become the answers
+        ctx.session.delete(draft)
     ctx.payload.update(checklist=checklist.id, checklist_version=checklist.version,
-                       answers={k: v["answer"] for k, v in sorted(ctx.data["answers"].items())})
+                       answers={k: v["answer"] for k, v in sorted(ctx.data["answers"].items())},
+                       draft_replaced=draft is not None)
+
+
+@effect("store_checklist_draft")
+def store_checklist_draft(ctx: Context) -> None:
+    """The reviewer's checklist as they left it (replacing their earlier draft of this round); no answer."""
+    checklist = queries.checklist_of(ctx.session, ctx.submission, ctx.settings)
+    entries = {item_id: {"answer": str(entry.get("answer") or ""), "comment": str(entry.get("comment") or "").strip()}
+               for item_id, entry in sorted(ctx.data["answers"].items())}
+    draft = queries.checklist_draft(ctx.session, ctx.submission, ctx.actor)
+    if draft is None:
+        draft = ChecklistDraft(submission_id=ctx.submission.id, round=ctx.submission.round, reviewer_id=ctx.actor.id,
+                               checklist_id=checklist.id, checklist_version=checklist.version)
+        ctx.session.add(draft)
+    draft.checklist_id, draft.checklist_version = checklist.id, checklist.version
+    draft.answers = entries
+    draft.saved_at = ctx.now
+    ctx.session.flush()
+    answered = {k: v["answer"] for k, v in entries.items() if v["answer"]}
+    missing = queries.missing_checklist_items(ctx.session, ctx.submission, ctx.actor, ctx.settings,
+                                              also_answered=set(answered))
+    ctx.payload.update(checklist=checklist.id, checklist_version=checklist.version, draft=draft.id,
+                       answers=answered, answered=len(answered), still_missing=len(missing))
 
 
 @effect("schedule_meeting")
@@ -257,7 +283,8 @@ def record_vote(ctx: Context) -> None:
                               ctx.actor.email, signed_at)
     vote = Vote(submission_id=ctx.submission.id, round=ctx.submission.round, voter_id=ctx.actor.id,
                 meeting_id=ctx.submission.meeting_id if ctx.submission.pathway == Pathway.FULL_BOARD else None,
-                meaning=ctx.data["meaning"], comment=ctx.data.get("comment") or "", printed_name=ctx.actor.name,
+                meaning=ctx.data["meaning"], comment=ctx.data.get("comment") or "",
+                proposed_conditions=ctx.data.get("proposed_conditions") or "", printed_name=ctx.actor.name,
                 signed_at=ctx.now, record_digest=digest)
     ctx.session.add(vote)
     ctx.session.flush()

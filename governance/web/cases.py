@@ -69,6 +69,10 @@ def _show(session, submission: Submission):
         {d.user_id for d in declarations} | {d.corrected_by_id for d in declarations if d.corrected_by_id}))).all()) \
         if declarations else {}
     correcting = chair and not recused and submission.state == SubmissionState.IN_REVIEW
+    # the chair reads what each member said with the vote: the comment and the conditions proposed (the committee's
+    # deliberation: not shown to the submitter, nor to a chair recused from the case)
+    vote_notes = [vote for vote, _name in votes if vote.comment or vote.proposed_conditions] \
+        if chair and me().id not in queries.conflicted_user_ids(session, submission) else None
     return render_template(
         "submissions/show.html", submission=submission,
         deployment=session.get(Deployment, submission.deployment_id),
@@ -82,8 +86,9 @@ def _show(session, submission: Submission):
         my_declaration=my_declaration, recused=recused, recused_notice=recused_notice() if recused else "",
         declarations=declarations, declarants=declarants,
         correction_form=correction_form(session, submission) if correcting else None,
-        generic_hidden={"declare_conflict", "answer_checklist", "vote", "assign_reviewer", "comment",
-                        "correct_conflict_declaration"})
+        vote_notes=vote_notes,
+        generic_hidden={"declare_conflict", "answer_checklist", "save_checklist_draft", "vote", "assign_reviewer",
+                        "comment", "correct_conflict_declaration"})
 
 
 @bp.post("/<id:submission_id>/events/<event>")

@@ -180,7 +180,10 @@ class DescriptorForm(FlaskForm):
                                                       "(PIPL)."))
     deidentified = _yes_no(_l("De-identified"))
     cross_border_transfer = _yes_no(_l("Cross-border transfer"))
-    human_genetic_resources = _yes_no(_l("Human genetic resources"))
+    human_genetic_resources = _yes_no(
+        _l("Human genetic resources"),
+        description=_l("Genetic information such as genes and genomes. Clinical, imaging, protein and metabolic data "
+                       "alone are not human genetic resources information (Implementing Rules 2023, Art. 2)."))
     autonomy = _descriptor_select("autonomy", _l("Autonomy"),
                                   description=_l("High: acts or decides without a clinician confirming each output."))
     issues_prescriptions = _yes_no(_l("Issues prescriptions without a physician"),
@@ -325,6 +328,9 @@ class VoteForm(FlaskForm):
         ("require_revisions", _l("require revisions")), ("defer", _l("defer")), ("disapprove", _l("disapprove")),
         ("abstain", _l("abstain"))])
     comment = TextAreaField(_l("Comment"), validators=[Optional(), declared("vote", "comment")])
+    proposed_conditions = TextAreaField(
+        _l("Proposed conditions"), validators=[Optional(), declared("vote", "proposed_conditions")],
+        description=_l("Conditions you propose for an approval: the chair reads them with your vote."))
     password = PasswordField(_l("Your password (electronic signature)"), validators=[DataRequired()],
                              description=_l("Re-entering your password applies your electronic signature: your "
                                             "printed name, the date and time (UTC) and this meaning are recorded "

@@ -87,7 +87,7 @@ def queue():
                               ChecklistResponse.round == Submission.round)
     voted = exists().where(Vote.submission_id == Submission.id, Vote.voter_id == user.id, Vote.round == Submission.round)
     query = (select(Submission, Assignment.due_date, declared.label("declared"), answered.label("answered"),
-                    voted.label("voted"), recused.label("recused"))
+                    voted.label("voted"), recused.label("recused"), Assignment.id.is_not(None).label("assigned"))
              .outerjoin(Assignment, and_(Assignment.submission_id == Submission.id, Assignment.reviewer_id == user.id))
              .where(Submission.state == SubmissionState.IN_REVIEW,
                     or_(Assignment.id.is_not(None), on_my_meeting if Role.IRB_MEMBER in roles() else false())))
@@ -109,7 +109,9 @@ def declare(submission_id: int):
             if has_conflict:  # a recused member leaves the review: back to the case, not on to the checklist
                 flash(recused_notice(), "info")
                 return redirect(url_for("cases.show", submission_id=case.id), code=303)
-            return redirect(url_for("review.checklist", submission_id=case.id), code=303)
+            # the assigned reviewers go on to the checklist; the other members present vote without it
+            onward = "review.checklist" if queries.owes_checklist(session, case, me()) else "review.vote"
+            return redirect(url_for(onward, submission_id=case.id), code=303)
     elif request.method == "POST":
         flash(_("Not recorded: see the fields marked below."), "error")
     return render_template("review/declare.html", case=case, form=form,
@@ -142,20 +144,47 @@ def checklist(submission_id: int):
     lang = page_language()
     items = selected.applicable_items(queries.case_facts(session, case))
     form = checklist_form_class(items, lang)()
+    draft = queries.checklist_draft(session, case, me())
+    if request.method == "POST" and request.form.get("draft"):
+        return _save_draft(case, form, items)
     if request.method == "GET":
-        for item_id, row in queries.checklist_answers(session, case, me()).items():
+        if draft is not None:  # the reviewer's latest work: a draft saved after any submitted answers
+            saved = {item_id: (entry.get("answer") or None, entry.get("comment") or "")
+                     for item_id, entry in draft.answers.items()}
+        else:
+            saved = {item_id: (row.answer, row.comment)
+                     for item_id, row in queries.checklist_answers(session, case, me()).items()}
+        for item_id, (answer, comment) in saved.items():
             if f"answer__{item_id}" in form:
-                form[f"answer__{item_id}"].data = row.answer
-                form[f"comment__{item_id}"].data = row.comment
+                form[f"answer__{item_id}"].data = answer
+                form[f"comment__{item_id}"].data = comment
     if form.validate_on_submit():
         answers = {item.id: {"answer": form[f"answer__{item.id}"].data,
                              "comment": form[f"comment__{item.id}"].data or ""}
                    for item in items if form[f"answer__{item.id}"].data}
-        if _fire(case, "answer_checklist", {"answers": answers}, _("Checklist saved.")):
+        if _fire(case, "answer_checklist", {"answers": answers}, _("Checklist submitted.")):
             return redirect(url_for("review.vote", submission_id=case.id), code=303)
     elif request.method == "POST":
         flash(_("The checklist is not complete: see the items marked below."), "error")
-    return render_template("review/checklist.html", case=case, form=form, checklist=selected, items=items, lang=lang)
+    return render_template("review/checklist.html", case=case, form=form, checklist=selected, items=items, lang=lang,
+                           draft=draft, owes=queries.owes_checklist(session, case, me()))
+
+
+def _save_draft(case: Submission, form, items):
+    """The checklist as the reviewer left it, kept as a draft: no answer until it is submitted complete."""
+    answers = {}
+    for item in items:
+        answer = form[f"answer__{item.id}"].data or ""
+        comment = (form[f"comment__{item.id}"].data or "").strip()
+        if answer or comment:
+            answers[item.id] = {"answer": answer, "comment": comment}
+    if not answers:
+        flash(_("Nothing to save yet: answer at least one item."), "error")
+    else:
+        _fire(case, "save_checklist_draft", {"answers": answers},
+              _("Draft saved (%(count)s of %(total)s items answered). It is not submitted: it counts when you submit "
+                "the complete checklist.", count=sum(1 for a in answers.values() if a["answer"]), total=len(items)))
+    return redirect(url_for("review.checklist", submission_id=case.id), code=303)
 
 
 @bp.route("/submissions/<id:submission_id>/vote", methods=["GET", "POST"])
@@ -167,10 +196,13 @@ def vote(submission_id: int):
         return away
     form = VoteForm()
     if form.validate_on_submit() and _fire(case, "vote", {"meaning": form.meaning.data, "password": form.password.data,
-                                                          "comment": form.comment.data or ""},
+                                                          "comment": form.comment.data or "",
+                                                          "proposed_conditions": form.proposed_conditions.data or ""},
                                            _("Your vote is signed and recorded.")):
         return redirect(url_for("cases.show", submission_id=case.id), code=303)
-    missing = queries.missing_checklist_items(session, case, me(), _settings()) if case.pathway else []
+    # the primary and secondary reviewers answer the checklist first; the other members present vote without it
+    missing = queries.missing_checklist_items(session, case, me(), _settings()) \
+        if case.pathway and queries.owes_checklist(session, case, me()) else []
     return render_template("review/vote.html", case=case, form=form, missing=missing,
                            audit=queries.latest_audit(session, case), user=me())
 

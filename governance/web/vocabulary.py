@@ -81,7 +81,8 @@ TERMS: frozenset[str] = frozenset({
     N_("file"), N_("start screening"), N_("return to submitter"), N_("resubmit"), N_("accept"),
     N_("confirm classification"), N_("override classification"), N_("audit passed"), N_("audit failed"),
     N_("rerun audit"), N_("retry audit"), N_("escalate"), N_("assign reviewer"), N_("declare conflict"),
-    N_("correct conflict declaration"), N_("answer checklist"), N_("schedule meeting"), N_("vote"), N_("reconsider"),
+    N_("correct conflict declaration"), N_("save checklist draft"), N_("answer checklist"), N_("schedule meeting"),
+    N_("vote"), N_("reconsider"),
     N_("withdraw"), N_("comment"),
     N_("activate"), N_("suspend"), N_("reinstate"), N_("renew"), N_("expire"), N_("retire"),
     # ... and the records written beside them

@@ -229,10 +229,17 @@ def test_the_whole_review_story_in_the_browser(browser: Browser, live_server, li
             expect(items.first).to_be_visible()
             count = items.count()
             expect(page.get_by_text(f"{count} items apply to this case.")).to_be_visible()
+            if number == 0:  # half done: saved as a draft, and there again on the next visit
+                for index in range(count // 2):
+                    items.nth(index).get_by_label("yes", exact=True).check()
+                page.get_by_role("button", name="Save as a draft").click()
+                expect(flash(page)).to_contain_text(f"Draft saved ({count // 2} of {count} items answered)")
+                expect(page.locator("#draft-notice")).to_be_visible()
+                expect(items.nth(0).get_by_label("yes", exact=True)).to_be_checked()
             for index in range(count):
                 items.nth(index).get_by_label("yes", exact=True).check()
-            page.get_by_role("button", name="Save the checklist").click()
-            expect(flash(page)).to_have_text("Checklist saved.")
+            page.get_by_role("button", name="Submit the checklist").click()
+            expect(flash(page)).to_have_text("Checklist submitted.")
             expect(page.get_by_role("heading", name="Vote — electronic signature")).to_be_visible()
             expect(page.locator(".verdict")).to_have_text("pass")
             expect(page.locator(".signature-preview")).to_contain_text(f"signed by {reviewer.name}")
@@ -243,6 +250,9 @@ def test_the_whole_review_story_in_the_browser(browser: Browser, live_server, li
                 page.get_by_role("button", name="Sign and vote").click()
                 expect(flash(page)).to_contain_text("Refused: the password does not match")
                 page.get_by_label("Meaning of your signature").select_option("approve")
+            if number == 1:
+                page.get_by_label("Comment").fill("The escalation path to staff is clear.")
+                page.get_by_label("Proposed conditions").fill("Re-audit on every model update.")
             page.get_by_label("Your password (electronic signature)").fill(PASSWORD)
             page.get_by_role("button", name="Sign and vote").click()
             expect(flash(page)).to_have_text("Your vote is signed and recorded.")
@@ -261,6 +271,9 @@ def test_the_whole_review_story_in_the_browser(browser: Browser, live_server, li
         expect(case_state(page)).to_have_text("in review")
         expect(page.locator("#history")).to_contain_text("Signed by Zhou Min")
         expect(page.locator("#history")).to_contain_text("Signed by Xu Lei")
+        notes = card(page, "Review")  # the chair reads what the members said with their votes
+        expect(notes).to_contain_text("The escalation path to staff is clear.")
+        expect(notes).to_contain_text("Re-audit on every model update.")
         decision = page.locator("#actions form.action", has=page.get_by_role("button",
                                                                            name="Record decision: approved",
                                                                            exact=True))
@@ -271,7 +284,8 @@ def test_the_whole_review_story_in_the_browser(browser: Browser, live_server, li
         expect(page.locator("p.decision")).to_contain_text("Decision: approved")
         history = page.locator("#history")
         for step in ("submit", "start screening", "accept", "confirm classification", "audit passed",
-                     "assign reviewer", "declare conflict", "answer checklist", "vote", "approve"):
+                     "assign reviewer", "declare conflict", "save checklist draft", "answer checklist", "vote",
+                     "approve"):
             expect(history).to_contain_text(step)
         gates = page.locator("#dossiers tbody tr")
         expect(gates).to_have_count(2)
