@@ -46,6 +46,8 @@ COMMANDS = {
     "demo": ("demo:demo", "Switch this instance to demo mode and seed it; prints the demo accounts."),
     "keys": ("dossiers:keys", "The institution's signing key."),
     "dossier": ("dossiers:dossier", "Signed PDF dossiers."),
+    "modelcard": ("modelcard:modelcard", "Write the Applied Model Card (CHAI schema v0.2) of an approved model "
+                                         "version."),
     "scheduler": ("scheduler:scheduler", "The watch after approval: reminders, suspensions, expiry, re-audits."),
     "submit": ("submit:submit", "Submit a model version for review from CI (initial deployment or change control)."),
     "token": ("tokens:token", "API tokens for the REST API and `govern submit`."),
