@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     demo_mode: bool = False
     institution_name: str = Field(default="Example University Hospital", min_length=1, max_length=200)
     institution_name_zh: str = Field(default="示例大学附属医院", min_length=1, max_length=200)
+    #: The letterhead under the institution's name on decision letters (committee, address, contact), one line
+    #: per line of text (a TOML multi-line string); empty prints the name alone.
+    letterhead: str = Field(default="", max_length=1000)
+    letterhead_zh: str = Field(default="", max_length=1000)
     #: Where the rule files, checklists and dossier templates are read from (editable by compliance).
     regulations_dir: DirectoryPath = PROJECT_ROOT / "regulations"
     checklists_dir: DirectoryPath = PROJECT_ROOT / "checklists"

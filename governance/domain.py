@@ -139,6 +139,8 @@ class Gate(StrEnum):
     DECISION = "decision"
     SUSPENSION = "suspension"
     CONTINUING_REVIEW = "continuing_review"
+    #: The decision letter to the submitter (rendered, signed and stored like a dossier).
+    LETTER = "letter"
 
 
 class Severity(StrEnum):

@@ -9,6 +9,7 @@ could not be sent keeps ``emailed_at`` empty and is retried by the next schedule
 from __future__ import annotations
 
 import logging
+import re
 import smtplib
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -20,12 +21,44 @@ from sqlmodel import Session
 
 from . import jobs
 from .config import Settings
+from .domain import N_
 from .db import make_session_factory
 from .models import Notification, RoleAssignment, User, utcnow
 
 log = logging.getLogger(__name__)
 #: E-mails not sent within this window are given up (the in-app notification stays).
 EMAIL_RETRY_WINDOW = timedelta(days=7)
+
+
+#: The subjects of the notifications of review steps, by kind. They are stored in English (a person has no
+#: language preference yet); :func:`step_subject_parts` gives a page the template and its values back, so it
+#: shows them in the reader's language.
+STEP_SUBJECTS = {
+    "assignment": N_("Case #%(case)s: you are assigned as a reviewer (due %(due)s)"),
+    "return": N_("Case #%(case)s: returned to you by the IRB office"),
+    "audit_finished": N_("Case #%(case)s: the audit passed; the case is in review"),
+    "audit_failed": N_("Case #%(case)s: the audit did not pass (%(verdict)s); the case is held"),
+    "decision": N_("Case #%(case)s: decision: %(outcome)s"),
+    "revisions_required": N_("Case #%(case)s: decision: %(outcome)s"),
+    "escalation": N_("Case #%(case)s escalated to the full board"),
+}
+
+
+def step_subject(kind: str, **values) -> str:
+    """The English subject of a review step's notification."""
+    return STEP_SUBJECTS[kind] % {k: str(v).replace("_", " ") for k, v in values.items()}
+
+
+def _pattern(template: str) -> re.Pattern:
+    parts = re.split(r"%\((\w+)\)s", template)
+    return re.compile("".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>.+?)" for i, p in enumerate(parts)))
+
+
+def step_subject_parts(kind: str, subject: str) -> tuple[str, dict[str, str]] | None:
+    """``(template, values)`` of a stored step subject, or None for any other notification."""
+    template = STEP_SUBJECTS.get(kind)
+    match = _pattern(template).fullmatch(subject) if template else None
+    return (template, match.groupdict()) if match else None
 
 
 def people_with_roles(session: Session, *roles: str) -> list[User]:

@@ -220,7 +220,7 @@ def test_web_app_refuses_a_default_secret_outside_demo_mode(tmp_path):
 
 def test_the_demo_leaves_signed_dossiers_that_verify(demo_instance, tmp_path):
     listed = json.loads(govern(demo_instance, "dossier", "list", "--json", check=True).stdout)
-    assert {row["gate"] for row in listed} == {"audit", "decision"}
+    assert {row["gate"] for row in listed} == {"audit", "decision", "letter"}
     decision = next(row for row in listed if row["gate"] == "decision")
     path = Path(decision["path"])
     verified = govern(demo_instance, "dossier", "verify", str(path))

@@ -77,8 +77,12 @@ def signed(tmp_path_factory, sqlite_template):
     get_db(app).dispose()
 
 
-def _dossiers(session, case) -> list[Dossier]:
-    return session.execute(select(Dossier).where(Dossier.submission_id == case.id).order_by(Dossier.id)).scalars().all()
+def _dossiers(session, case, *, letters: bool = False) -> list[Dossier]:
+    """The case's dossiers (and, with ``letters``, its decision letters, also stored as dossier rows)."""
+    query = select(Dossier).where(Dossier.submission_id == case.id).order_by(Dossier.id)
+    if not letters:
+        query = query.where(Dossier.gate != "letter")
+    return session.execute(query).scalars().all()
 
 
 def _nss(tmp_path: Path, certificate: Path) -> str:
@@ -97,14 +101,15 @@ def _pdfsig(path: Path, nssdir: str | None) -> str:
 
 
 def test_every_gate_emits_a_signed_dossier(approved, session, institution):
-    dossiers = _dossiers(session, approved)
-    assert [d.gate for d in dossiers] == ["audit", "decision"]
+    dossiers = _dossiers(session, approved, letters=True)
+    assert [d.gate for d in dossiers] == ["audit", "decision", "letter"]  # the decision's letter follows its dossier
     assert pending(session) == []
     certificate = signing_keys.load_certificate(institution)
     for dossier in dossiers:
         path = absolute_path(institution, dossier)
         assert hashlib.sha256(path.read_bytes()).hexdigest() == dossier.sha256
-        assert dossier.signer_fingerprint == signing_keys.fingerprint(certificate) and dossier.page_count >= 3
+        assert dossier.signer_fingerprint == signing_keys.fingerprint(certificate)
+        assert dossier.page_count >= (1 if dossier.gate == "letter" else 3)
         report = verify(path, [certificate], expected_sha256=dossier.sha256)
         assert report.ok, report.failures
         assert report.details["coverage"] == "ENTIRE_FILE" and report.details["trusted"]
@@ -251,7 +256,8 @@ def test_dossiers_are_never_overwritten(approved, session, institution, app, run
         with get_db(app).engine.begin() as connection:
             connection.execute(sa.text("UPDATE dossier SET sha256 = 'x' WHERE id = :i"), {"i": before[0].id})
     listed = runner.invoke("dossier", "list", "--submission", str(approved.id), "--json")
-    assert listed.exit_code == 0 and len(__import__("json").loads(listed.output)) == len(after)
+    assert listed.exit_code == 0
+    assert len(__import__("json").loads(listed.output)) == len(_dossiers(session, approved, letters=True))
 
 
 def test_pages_render_as_images(signed, tmp_path):

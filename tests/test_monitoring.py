@@ -358,6 +358,7 @@ def test_reminders_are_emailed_once_over_smtp(tmp_path, database_url, smtp_serve
     try:
         factory = Factory(app, session)
         case = factory.case_in("approved")
+        inbox.messages.clear()  # the steps of the review were e-mailed too (assignments, audit, decision)
         deployment = session.get(Deployment, case.deployment_id)
         due = deployment.continuing_review_due
         run_tick(app, at(due - timedelta(days=30)))
@@ -415,7 +416,8 @@ def test_scheduler_tick_command_with_a_controlled_clock(app, session, runner, ap
     assert runner.invoke("keys", "init").exit_code == 0
     result = runner.invoke("scheduler", "tick", "--now", day_after.isoformat())
     assert result.exit_code == 0, result.output
-    assert "dossiers emitted: 2" in result.output and "suspended" not in result.output
+    # the audit and decision dossiers, and the decision letter to the submitter
+    assert "dossiers emitted: 3" in result.output and "suspended" not in result.output
     result = runner.invoke("scheduler", "tick", "--now", "next tuesday")
     assert result.exit_code != 0 and "not an ISO 8601 date" in result.output
     result = runner.invoke("scheduler", "due")

@@ -233,9 +233,10 @@ def test_the_procfile_topology_survives_a_killed_worker_and_approves_a_case(topo
         decided = call("chair", "POST", f"/submissions/{case['id']}/events", event="approve",
                        data={"note": "approved in the topology test"})
         assert decided["submission"]["state"] == "approved"
-        dossiers = _wait(lambda: (lambda d: d if len(d) == 2 else None)(
-            call("dev", "GET", f"/submissions/{case['id']}/dossiers")), 120, "the worker to sign both dossiers", t)
-        assert sorted(d["gate"] for d in dossiers) == ["audit", "decision"]
+        dossiers = _wait(lambda: (lambda d: d if len(d) == 3 else None)(
+            call("dev", "GET", f"/submissions/{case['id']}/dossiers")), 120,
+            "the worker to sign both dossiers and the decision letter", t)
+        assert sorted(d["gate"] for d in dossiers) == ["audit", "decision", "letter"]
 
     engine = sa.create_engine(t.database_url)
     with engine.connect() as connection:

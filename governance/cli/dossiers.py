@@ -123,7 +123,8 @@ def dossier_list(submission_id: int | None, as_json: bool) -> None:
 
 @dossier.command("emit")
 @click.argument("submission_id", type=int)
-@click.option("--gate", type=click.Choice(["audit", "decision", "suspension", "continuing_review"]), required=True)
+@click.option("--gate", type=click.Choice(["audit", "decision", "suspension", "continuing_review", "letter"]),
+              required=True, help="The gate; 'letter' writes the decision letter to the submitter.")
 @transactional
 def dossier_emit(submission_id: int, gate: str) -> None:
     """Render and sign a new dossier now (re-rendering never overwrites an earlier one)."""

@@ -74,11 +74,12 @@ def environment(reports_dir: Path) -> SandboxedEnvironment:
     return env
 
 
-def render(context: dict[str, Any], attachments: dict[str, bytes], reports_dir: Path) -> Rendered:
+def render(context: dict[str, Any], attachments: dict[str, bytes], reports_dir: Path,
+           template: str = TEMPLATE) -> Rendered:
     import pydyf
     from weasyprint import HTML, Attachment
 
-    html = environment(reports_dir).get_template(TEMPLATE).render(**context)
+    html = environment(reports_dir).get_template(template).render(**context)
     fetcher = RefusingFetcher(reports_dir)
     logger = logging.getLogger("weasyprint")
     level = logger.level

@@ -15,6 +15,7 @@ from ..config import Settings
 from ..db import after_commit, make_session_factory
 from ..domain import SubmissionKind
 from ..dossier import context as dossier_context
+from ..dossier import letter as decision_letter
 from ..dossier.keys import fingerprint, load_certificate
 from ..dossier.render import render
 from ..dossier.signing import load_signer, sign
@@ -27,6 +28,9 @@ DOSSIER_DIR = "dossiers"
 GATE_EVENTS = {"audit_passed": "audit", "audit_failed": "audit", "approve": "decision",
                "approve_with_conditions": "decision", "require_revisions": "decision", "defer": "decision",
                "disapprove": "decision"}
+#: Gate events that also owe the submitter a signed decision letter (gate ``letter``), emitted after the dossier.
+LETTER_EVENTS = {"approve", "approve_with_conditions", "require_revisions", "disapprove"}
+GATES = {"audit", "decision", "suspension", "continuing_review", "letter"}
 
 
 def _file_name(submission: Submission, gate: str, event_seq: int | None) -> str:
@@ -37,18 +41,27 @@ def _file_name(submission: Submission, gate: str, event_seq: int | None) -> str:
 def emit(session: Session, settings: Settings, submission: Submission, gate: str, *, event_seq: int | None = None,
          actor: User | None = None) -> Dossier:
     """Render and sign a new dossier for ``submission`` at ``gate`` (flushed; the caller commits)."""
-    if gate not in {"audit", "decision", "suspension", "continuing_review"}:
+    if gate not in GATES:
         raise GovernanceError(f"unknown gate '{gate}'")
     signer = load_signer(settings)  # before rendering: without a key there is nothing to do
     with cyclic_gc_paused():  # the evidence of a 100,000-item audit is a million small objects
         # The chain is checked from the last signed checkpoint, not from the first event: a pass that emits many
         # dossiers re-hashes each stretch of the log once (every dossier writes a checkpoint).
-        context, attachments = dossier_context.build(session, settings, submission, gate, event_seq=event_seq,
-                                                     chain=anchor.verified_chain(session, settings))
-        rendered = render(context, attachments, settings.reports_dir)
+        chain = anchor.verified_chain(session, settings)
+        if gate == "letter":
+            try:
+                context, attachments = decision_letter.build(session, settings, submission, event_seq=event_seq,
+                                                             chain=chain)
+            except ValueError as exc:
+                raise GovernanceError(str(exc)) from None
+            template, reason = decision_letter.TEMPLATE, f"Ethics review decision letter: submission {submission.id}"
+        else:
+            context, attachments = dossier_context.build(session, settings, submission, gate, event_seq=event_seq,
+                                                         chain=chain)
+            template, reason = "dossier.html", f"Ethics review dossier: submission {submission.id}, {gate} gate"
+        rendered = render(context, attachments, settings.reports_dir, template)
         del attachments  # the evidence bytes are in the PDF now
-        signed = sign(rendered.pdf, rendered.signature_box, settings, signer=signer,
-                      reason=f"Ethics review dossier: submission {submission.id}, {gate} gate")
+        signed = sign(rendered.pdf, rendered.signature_box, settings, signer=signer, reason=reason)
     relative = _file_name(submission, gate, event_seq)
     target = settings.instance_path / DOSSIER_DIR / relative
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -83,12 +96,21 @@ def gate_of(event_name: str, kind: str) -> str:
 
 
 def pending(session: Session) -> list[tuple[int, int, str]]:
-    """Gate events still without a dossier: (submission id, event seq, gate)."""
-    documented = set(session.execute(select(Dossier.event_seq).where(Dossier.event_seq.is_not(None))).scalars())
+    """Gate events still without a dossier, and decisions still without their letter: (submission id, event seq,
+    gate), a decision's dossier before its letter."""
+    documented, lettered = set(), set()
+    for seq, gate in session.execute(select(Dossier.event_seq, Dossier.gate).where(Dossier.event_seq.is_not(None))):
+        (lettered if gate == "letter" else documented).add(seq)
     rows = session.execute(select(Event.submission_id, Event.seq, Event.name, Submission.kind)
                            .join(Submission, Submission.id == Event.submission_id).where(
         Event.name.in_(list(GATE_EVENTS)), Event.submission_id.is_not(None)).order_by(Event.seq)).all()
-    return [(row.submission_id, row.seq, gate_of(row.name, row.kind)) for row in rows if row.seq not in documented]
+    owed = []
+    for row in rows:
+        if row.seq not in documented:
+            owed.append((row.submission_id, row.seq, gate_of(row.name, row.kind)))
+        if row.name in LETTER_EVENTS and row.seq not in lettered:
+            owed.append((row.submission_id, row.seq, "letter"))
+    return owed
 
 
 def emit_pending(session: Session, settings: Settings, limit: int = 50) -> list[Dossier]:

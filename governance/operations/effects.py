@@ -17,7 +17,7 @@ from ..domain import POSITIVE_VOTES, Pathway, Role, SubmissionKind, SuspensionCa
 from ..models import (Assignment, ChecklistDraft, ChecklistResponse, Classification, Comment, ConflictDeclaration, Decision, Incident,
                       Meeting, ModelVersion, User, Vote)
 from ..monitoring.policy import continuing_review_months, load_monitoring
-from ..notify import notify, people_with_roles
+from ..notify import notify, people_with_roles, step_subject
 from ..obligations import open_blocking_obligations
 from ..workflow import DECISION_OUTCOMES, DeploymentStatus
 from ..workflow.registry import Context, Registry
@@ -26,6 +26,36 @@ from .classify import classify_submission
 
 #: The effects the transition tables name (the engine reads this registry).
 effect = Registry("effect")
+
+
+# --- telling people ------------------------------------------------------------------------------
+# Each step someone must act on or needs to know is told by the effect that performs it, in the same
+# transaction (the e-mail, when SMTP is configured, is a job started after the commit: see ``notify``).
+# Subjects are stored in English (a user has no language preference yet) from ``notify.STEP_SUBJECTS``, which
+# the pages use to show them in the reader's language.
+
+def _case_link(ctx: Context) -> str:
+    return f"/submissions/{ctx.submission.id}"
+
+
+def _tell_submitter(ctx: Context, kind: str, body: str = "", **values) -> None:
+    submitter = ctx.session.get(User, ctx.submission.submitter_id)
+    if ctx.actor is not None and submitter is not None and submitter.id == ctx.actor.id:
+        return  # the submitter did it themselves
+    notify(ctx.session, ctx.settings, [submitter], kind=kind, subject=step_subject(kind, case=ctx.submission.id, **values),
+           body=body, link=_case_link(ctx), now=ctx.now)
+
+
+def _tell_chairs_of_escalation(ctx: Context, reason: str) -> None:
+    chairs = [c for c in people_with_roles(ctx.session, Role.IRB_CHAIR) if ctx.actor is None or c.id != ctx.actor.id]
+    notify(ctx.session, ctx.settings, chairs, kind="escalation",
+           subject=step_subject("escalation", case=ctx.submission.id), body=reason, link=_case_link(ctx), now=ctx.now)
+
+
+@effect("notify_return")
+def notify_return(ctx: Context) -> None:
+    """Screening returned the case: the submitter must complete it and resubmit."""
+    _tell_submitter(ctx, "return", body=ctx.data.get("reason") or "")
 
 
 @effect("stamp_submitted")
@@ -125,6 +155,12 @@ def record_audit_outcome(ctx: Context) -> None:
     ctx.payload.update(audit_run=run.id, verdict=run.verdict, verdict_reasons=run.verdict_reasons,
                        demo=run.demo, accuracy=run.summary.get("overall", {}).get("accuracy"),
                        results_digest=run.results_digest, policy_digest=run.policy_digest)
+    passed = ctx.transition.event == "audit_passed"
+    if passed:
+        _tell_submitter(ctx, "audit_finished")
+    else:
+        _tell_submitter(ctx, "audit_failed", body="; ".join(str(r) for r in (run.verdict_reasons or [])),
+                        verdict=run.verdict)
 
 
 @effect("resolve_materiality")
@@ -156,6 +192,7 @@ def escalate_to_full_board(ctx: Context) -> None:
 
 def _escalate(ctx: Context, reason: str) -> None:
     ctx.payload.update(_move_to_full_board(ctx.submission, reason))
+    _tell_chairs_of_escalation(ctx, reason)
 
 
 def _move_to_full_board(submission, reason: str) -> dict:
@@ -181,6 +218,9 @@ def assign_reviewer(ctx: Context) -> None:
     ctx.session.add(Assignment(submission_id=ctx.submission.id, reviewer_id=reviewer.id, assigned_by_id=ctx.actor.id,
                                assigned_at=ctx.now, due_date=due))
     ctx.payload.update(reviewer=reviewer.email, reviewer_name=reviewer.name, due_date=due.isoformat())
+    notify(ctx.session, ctx.settings, [reviewer], kind="assignment",
+           subject=step_subject("assignment", case=ctx.submission.id, due=due.isoformat()), link=_case_link(ctx),
+           now=ctx.now)
 
 
 @effect("record_conflict_declaration")
@@ -316,6 +356,7 @@ def escalate_divergent_fast_track(ctx: Context) -> None:
         eventlog.append(ctx.session, "escalated_to_full_board", actor=None, submission_id=submission.id,
                         deployment_id=submission.deployment_id, from_state=submission.state,
                         to_state=submission.state, payload=payload, occurred_at=ctx.now)
+        _tell_chairs_of_escalation(ctx, reason)
 
     ctx.then.append(escalate)
 
@@ -357,6 +398,9 @@ def record_decision(ctx: Context) -> None:
     ctx.payload.update(decision=decision.id, outcome=outcome, model_version=version.version_label,
                        weights_digest=version.weights_digest, tally=counts, quorum_met=quorum.get("met"),
                        open_blocking_obligations=open_obligations)
+    kind = "revisions_required" if outcome == "revisions_required" else "decision"
+    _tell_submitter(ctx, kind, body="\n\n".join(t for t in (decision.reason, decision.conditions) if t),
+                    outcome=outcome)
 
 
 @effect("apply_approval")

@@ -6,8 +6,10 @@ import base64
 from datetime import date, datetime
 
 from flask import Flask
+from flask_babel import gettext
 from markupsafe import Markup, escape
 
+from ..notify import step_subject_parts
 from . import vocabulary
 
 
@@ -43,7 +45,17 @@ def say(reason) -> str:
     return vocabulary.say(reason)
 
 
+def notice(note) -> str:
+    """A notification's subject in the page's language (the review steps' ones; others as stored)."""
+    parts = step_subject_parts(note.kind, note.subject)
+    if parts is None:
+        return note.subject
+    template, values = parts
+    return gettext(template) % {k: vocabulary.words(v) for k, v in values.items()}
+
+
 def register(app: Flask) -> None:
+    app.add_template_filter(notice, "notice")
     app.add_template_filter(say, "say")
     app.add_template_filter(utc, "utc")
     app.add_template_filter(words, "words")

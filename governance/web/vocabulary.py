@@ -37,9 +37,10 @@ TERMS: frozenset[str] = frozenset({
     N_("queued"), N_("running"), N_("completed"), N_("error"), N_("failed"), N_("cancelled"),
     N_("pass"), N_("fail"), N_("inconclusive"), N_("second stage"), N_("reported"),
     N_("gate"),
-    N_("audit"), N_("decision"), N_("suspension"), N_("continuing review"),
+    N_("audit"), N_("decision"), N_("suspension"), N_("continuing review"), N_("letter"),
     # notification kinds (beyond the above)
     N_("expiry"), N_("reinstatement"), N_("conflict correction"),
+    N_("assignment"), N_("return"), N_("escalation"), N_("audit finished"),
     # meetings: statuses and capacities
     N_("scheduled"), N_("in session"), N_("member"), N_("adviser"), N_("guest"),
     # obligations, API token scopes, source certainty

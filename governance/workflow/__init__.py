@@ -145,7 +145,7 @@ SUBMISSION_TRANSITIONS: tuple[Transition, ...] = tuple([
     *_each(S.SUBMITTED, "start_screening", S.SCREENING, CHAIR, N_("Start screening"),
            guards=("not_own_case", "actor_not_recused")),
     *_each(S.SCREENING, "return_to_submitter", S.RETURNED, CHAIR, N_("Return to submitter"),
-           guards=("not_own_case", "actor_not_recused"), fields=(REASON,)),
+           guards=("not_own_case", "actor_not_recused"), effects=("notify_return",), fields=(REASON,)),
     *_each(S.RETURNED, "resubmit", S.SUBMITTED, SUBMITTER, N_("Resubmit"),
            guards=("actor_is_case_submitter", "model_version_identified", "descriptor_valid"),
            effects=("stamp_submitted",),

@@ -288,9 +288,10 @@ def test_the_whole_review_story_in_the_browser(browser: Browser, live_server, li
                      "approve"):
             expect(history).to_contain_text(step)
         gates = page.locator("#dossiers tbody tr")
-        expect(gates).to_have_count(2)
+        expect(gates).to_have_count(3)  # the audit and decision dossiers, and the letter to the submitter
         expect(gates.nth(0)).to_contain_text("audit")
         expect(gates.nth(1)).to_contain_text("decision")
+        expect(gates.nth(2)).to_contain_text("letter")
         screenshot(page, "case-timeline")
 
         # the decision dossier, downloaded from the case page, verifies offline and matches its record
