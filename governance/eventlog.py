@@ -30,16 +30,21 @@ class ConcurrentWriteError(Exception):
     """Another transaction appended to the log or changed the case at the same time."""
 
 
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default)
-
-
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
         return format_timestamp(value)
     if hasattr(value, "isoformat"):
         return value.isoformat()
     raise TypeError(f"{type(value).__name__} is not JSON-serialisable in an event payload")
+
+
+#: One encoder for every hash: ``json.dumps`` with these options builds a new one per call, a third of the
+#: chain check's time over 100,000 events.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default)
+
+
+def canonical_json(value: Any) -> str:
+    return _CANONICAL.encode(value)
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -50,10 +55,12 @@ def format_timestamp(moment: datetime) -> str:
 
 
 def row_content(event: Any) -> dict[str, Any]:
-    """What the hash covers: every column but the hashes themselves."""
+    """What the hash covers: every column but the hashes themselves (``occurred_at`` as a datetime, or already in
+    its hashed text form, as :class:`ChainRow` carries it)."""
+    moment = event.occurred_at
     return {
         "seq": event.seq,
-        "occurred_at": format_timestamp(event.occurred_at),
+        "occurred_at": moment if isinstance(moment, str) else format_timestamp(moment),
         "actor_id": event.actor_id,
         "actor": event.actor,
         "submission_id": event.submission_id,
@@ -194,7 +201,6 @@ def verify_chain(session: Session, *, start_seq: int = 0, start_hash: str = GENE
     expected_seq, prev_hash, count = start_seq + 1, start_hash, 0
     rows, last_seq = 0, start_seq
     failure: tuple[int, str] | None = None
-    dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default).encode
     for event in chain_rows(session, after=start_seq):
         rows, last_seq = rows + 1, event.seq
         if observe is not None:
@@ -205,11 +211,7 @@ def verify_chain(session: Session, *, start_seq: int = 0, start_hash: str = GENE
             failure = (expected_seq, f"row {expected_seq} is missing (next row is {event.seq})")
         elif event.prev_hash != prev_hash:
             failure = (event.seq, "prev_hash does not match the previous row's hash (a row was removed or replaced)")
-        elif hashlib.sha256((prev_hash + dumps({  # row_content(), with occurred_at already in its hashed form
-                "seq": event.seq, "occurred_at": event.occurred_at, "actor_id": event.actor_id, "actor": event.actor,
-                "submission_id": event.submission_id, "deployment_id": event.deployment_id, "name": event.name,
-                "from_state": event.from_state, "to_state": event.to_state, "payload": event.payload,
-        })).encode("utf-8")).hexdigest() != event.hash:
+        elif compute_hash(prev_hash, row_content(event)) != event.hash:
             failure = (event.seq, "hash does not match the row's content (the row was changed)")
         if failure is not None:
             if observe is None:

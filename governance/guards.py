@@ -241,10 +241,15 @@ def pathway_is_fast_track(ctx: Context) -> str | None:
     return None
 
 
+def _user_by_email(ctx: Context, email: str) -> User | None:
+    """The account a form field names (reviewer, member), active or not."""
+    return ctx.session.execute(select(User).where(User.email == email)).scalars().first()
+
+
 @guard("reviewer_eligible", needs_data=True)
 def reviewer_eligible(ctx: Context) -> str | None:
     email = ctx.data.get("reviewer") or ""
-    reviewer = ctx.session.execute(select(User).where(User.email == email)).scalars().first()
+    reviewer = _user_by_email(ctx, email)
     if reviewer is None or not reviewer.active:
         return Reason(N_("no active user '%(email)s'"), email=email)
     if reviewer.id == ctx.submission.submitter_id:
@@ -290,7 +295,7 @@ def declaration_correction_valid(ctx: Context) -> str | None:
     """The chair's correction of a member's declaration: a member who reviews the case, a statement for a
     conflict, a change to what stands, and nobody clears their own recusal."""
     email = ctx.data.get("member") or ""
-    member = ctx.session.execute(select(User).where(User.email == email)).scalars().first()
+    member = _user_by_email(ctx, email)
     if member is None or not member.active:
         return Reason(N_("'member': no active user '%(email)s'"), email=email)
     if member.id == ctx.submission.submitter_id:

@@ -5,7 +5,6 @@ incident; a digest mismatch suspends), e-mail over a real SMTP server, and the e
 
 from __future__ import annotations
 
-import socket
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -318,33 +317,6 @@ def test_a_digest_mismatch_at_a_reaudit_suspends_and_opens_an_incident(app, sess
 
 
 # --- e-mail ---------------------------------------------------------------------------------------------
-
-class Inbox:
-    def __init__(self):
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):
-        from email import message_from_bytes, policy
-
-        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp_server():
-    from aiosmtpd.controller import Controller
-
-    with socket.socket() as probe:  # aiosmtpd connects to its own port to check it is up: it needs a real one
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield inbox, port
-    finally:
-        controller.stop()
-
 
 def test_reminders_are_emailed_once_over_smtp(tmp_path, database_url, smtp_server):
     from .conftest import make_app

@@ -3,9 +3,7 @@ has an SMTP host (issue 16). Each notification is written by the effect that per
 
 from __future__ import annotations
 
-import socket
 
-import pytest
 from sqlalchemy import select
 
 from governance.db import get_db
@@ -97,33 +95,6 @@ def test_a_step_notification_reads_in_chinese_for_a_chinese_reader(app, factory)
 
 
 # --- e-mail -------------------------------------------------------------------------------------------
-
-class Inbox:
-    def __init__(self):
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):
-        from email import message_from_bytes, policy
-
-        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp_server():
-    from aiosmtpd.controller import Controller
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield inbox, port
-    finally:
-        controller.stop()
-
 
 def test_an_assignment_is_emailed_when_smtp_is_configured(tmp_path, database_url, smtp_server):
     from .conftest import make_app
