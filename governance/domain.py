@@ -163,6 +163,8 @@ class IncidentSource(StrEnum):
     CLINICIAN = "clinician"
     REAUDIT = "reaudit"
     INTEGRITY = "integrity"
+    #: The live watch's control chart signalled on judged samples of real interactions.
+    LIVE_WATCH = "live_watch"
 
 
 class ChecklistAnswer(StrEnum):

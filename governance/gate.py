@@ -37,6 +37,8 @@ from .errors import ConflictError, DataFileError
 from .models import AuditRun, ModelVersion, Submission, User, utcnow
 from .notify import notify, people_with_roles
 from .operations.engine import fire
+from .audit import graders
+from .operations import simulation as simulations
 from .operations.graders import judge_from
 
 log = logging.getLogger(__name__)
@@ -92,9 +94,15 @@ def judge_run(session: Session, run: AuditRun, rows: list[dict[str, Any]]) -> di
     submission = session.get(Submission, run.submission_id) if run.submission_id else None
     expected = bool(submission and submission.kind == SubmissionKind.CHANGE) or \
         (run.purpose == "reaudit" and run.baseline_run_id is not None)
+    simulated = None
+    if run.plan.get("simulation"):
+        simulated = (simulations.result_rows(session, run.id),
+                     simulations.result_rows(session, run.id, "approved") if run.plan["simulation"].get("approved")
+                     else None)
     return evaluate(run.policy, run.plan, stage_one, reserve_rows=reserve, baseline_rows=baseline_rows,
                     baseline_expected=expected, demo=run.demo,
-                    demo_allowed=bool(run.policy.get("instance_demo_mode")), grader=run.grader or None)
+                    demo_allowed=bool(run.policy.get("instance_demo_mode")), grader=run.grader or None,
+                    simulation=simulated)
 
 
 def run_gate_audit(engine: Engine, settings: Settings, run_id: int, *, owner: str | None = None) -> AuditRun:
@@ -161,6 +169,8 @@ def run_gate_audit(engine: Engine, settings: Settings, run_id: int, *, owner: st
                     wanted = set(needed)
                     runner.execute(reserve, backend, store, lang=run.lang, seed=run.seed, batch=settings.audit_batch,
                                    stage=2, items=[i for i in reserve.items if i.dimension in wanted], grader=judge)
+                if run.plan.get("simulation"):
+                    _simulate(engine, settings, run, backend, judge)
             finally:
                 backend.close()
                 if judge is not None:
@@ -171,6 +181,8 @@ def run_gate_audit(engine: Engine, settings: Settings, run_id: int, *, owner: st
             digest = results_digest(rows)
             run.summary = {**judged["summary"], "regression": judged["regression"], "criteria": judged["criteria"],
                            "verdict_detail": {k: judged[k] for k in ("verdict", "policy", "failing", "inconclusive")}}
+            if run.plan.get("simulation"):  # a new dict: the JSON column does not see changes made in place
+                run.summary = {**run.summary, "simulation": simulations.summary(session, run)}
             run.verdict = judged["verdict"]
             run.verdict_reasons = judged["failing"] + judged["inconclusive"]
             run.results_digest = digest
@@ -203,6 +215,30 @@ def run_gate_audit(engine: Engine, settings: Settings, run_id: int, *, owner: st
             return session.get(AuditRun, run_id)
         advance_workflow(session, settings, run)
         return run
+
+
+def _simulate(engine: Engine, settings: Settings, run: AuditRun, backend, judge) -> None:
+    """The policy's safety simulation: the candidate (and, for a change, the approved version, asked in the same
+    run so both answer the same queries under the same judge) answer the frozen query set."""
+    grader = judge or graders.KeywordGrader()
+    simulations.simulate(engine, run, backend, grader, side="candidate", batch=settings.audit_batch)
+    approved = run.plan["simulation"].get("approved")
+    if not approved:
+        return
+    address = None
+    if approved["backend"] == "openai":
+        try:
+            address = endpoints.check(approved["base_url"], endpoints.EndpointPolicy.from_settings(settings)).address
+        except endpoints.EndpointRefused as exc:
+            raise BackendError(f"{PLAIN_WORDS['endpoint_refused']}: {exc}", "endpoint_refused") from None
+    other = make_backend(approved["backend"], approved["model"], base_url=approved["base_url"], address=address,
+                         concurrency=settings.audit_concurrency, seed=run.seed, demo_allowed=True,
+                         max_retries=settings.audit_max_retries, timeout=settings.audit_request_timeout,
+                         **(_vllm_options(settings) if approved["backend"] == "vllm" else {}))
+    try:
+        simulations.simulate(engine, run, other, grader, side="approved", batch=settings.audit_batch)
+    finally:
+        other.close()
 
 
 def _record_error(session: Session, settings: Settings, run: AuditRun, exc: Exception) -> None:
@@ -297,6 +333,9 @@ def verify_run(session: Session, run: AuditRun) -> list[str]:
     if judged["verdict"] != run.verdict:
         problems.append(f"audit run {run.id}: its stored results give the verdict '{judged['verdict']}', but "
                         f"'{run.verdict}' is recorded")
+    simulated = (run.summary or {}).get("simulation")
+    if simulated and simulations.results_digest(simulations.result_rows(session, run.id)) != simulated["digest"]:
+        problems.append(f"audit run {run.id}: its simulation answers changed after the verdict")
     digest = results_digest(rows)
     if digest != run.results_digest:
         problems.append(f"audit run {run.id}: its item results changed after the verdict (digest {digest[:12]}… ≠ "

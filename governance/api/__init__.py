@@ -3,7 +3,7 @@
 Bearer tokens (per user, stored hashed, scoped ``read`` or ``submit``, revocable). Errors are JSON with a
 message: 401 without a valid token, 403 for a missing scope or role, 404 for unknown or other people's
 private cases, 409 when a workflow guard refuses (with its name and reason), 400 for malformed input.
-The endpoints live in :mod:`.routes` and :mod:`.incidents`, what they share in :mod:`.common`.
+The endpoints live in :mod:`.routes`, :mod:`.incidents` and :mod:`.watch`, what they share in :mod:`.common`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from flask import Flask, request
 from werkzeug.exceptions import BadRequest, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
 from ..extensions import csrf
-from . import incidents, routes  # noqa: F401  (they register their endpoints on the blueprint)
+from . import incidents, routes, watch  # noqa: F401  (they register their endpoints on the blueprint)
 from .common import bp, http_error
 
 

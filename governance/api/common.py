@@ -49,6 +49,8 @@ def authenticate():
     if found is None:
         return error(401, "the token is unknown, revoked, or its user is deactivated")
     g.api_user, g.api_token = found
+    if g.api_token.scope == "watch" and request.endpoint != "api.post_interactions":
+        return error(403, "a watch token posts its deployment's interactions and can do nothing else")
     # A token is its own signing session: after too many wrong signature passwords it can no longer sign.
     attach(get_session(), SigningSession(key=f"token:{g.api_token.id}", since=g.api_token.created_at,
                                          max_failures=current_app.config["GOVERNANCE"].signature_max_failures))

@@ -32,7 +32,7 @@ class Me(Out):
     email: str
     name: str
     roles: list[str]
-    token_scope: Literal["read", "submit"]
+    token_scope: Literal["read", "submit", "watch"]
 
 
 class VersionRef(Out):
@@ -169,3 +169,11 @@ def dump(model: type[BaseModel], data: dict[str, Any] | list[dict[str, Any]]) ->
     if isinstance(data, list):
         return [model.model_validate(item).model_dump(mode="json", by_alias=True) for item in data]
     return model.model_validate(data).model_dump(mode="json", by_alias=True)
+
+
+class InteractionsReceived(Out):
+    received: int
+    #: How many the deployment's sampling rate kept (each de-identified before it was stored).
+    kept: int
+    #: Identifiers removed, by type (occurrences).
+    removed: dict[str, int]

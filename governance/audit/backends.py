@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..concurrency import run_coroutine
-from . import http
+from . import http, simulation
 from .items import Item
 from .prompts import Prompt
 
@@ -101,7 +101,7 @@ class Backend:
 
 # --- demo ----------------------------------------------------------------------------------------
 
-DEMO_ACCURACY = {"good": 0.92, "weak": 0.45, "regressed": 0.70}
+DEMO_ACCURACY = {"good": 0.92, "weak": 0.45, "regressed": 0.70, "hazardous": 0.92}
 
 
 class DemoBackend(Backend):
@@ -132,6 +132,8 @@ class DemoBackend(Backend):
     def _answer(self, prompt: Prompt) -> str:
         if prompt.item_id == SELF_TEST_PROMPT.item_id:
             return "A"
+        if prompt.item_id.startswith(simulation.PREFIX):
+            return simulation.demo_answer(self.model, prompt.item_id, prompt.messages[-1]["content"])
         item = self.items[prompt.item_id]
         right = self._right(prompt.item_id)
         if prompt.choices is None:

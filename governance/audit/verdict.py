@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from . import design, graders, stats
+from . import design, graders, simulation as simulations, stats
 from .items import DIMENSIONS
 from .policy import EXACT_TYPES, policy_digest
 
-PASS, FAIL, INCONCLUSIVE, SECOND_STAGE, REPORTED = "pass", "fail", "inconclusive", "second_stage", "reported"
+from .outcomes import FAIL, INCONCLUSIVE, PASS, REPORTED, SECOND_STAGE  # noqa: F401  (re-exported)
 
 
 def _counts(rows: Sequence[dict[str, Any]], members: Sequence[str]) -> tuple[int, int]:
@@ -37,7 +37,9 @@ def second_stage_dimensions(policy: dict[str, Any], plan: dict[str, Any], rows: 
 def evaluate(policy: dict[str, Any], plan: dict[str, Any], rows: Sequence[dict[str, Any]], *,
              reserve_rows: Sequence[dict[str, Any]] = (), baseline_rows: Sequence[dict[str, Any]] | None = None,
              baseline_expected: bool = False, demo: bool = False, demo_allowed: bool = False,
-             grader: dict[str, Any] | None = None) -> dict[str, Any]:
+             grader: dict[str, Any] | None = None,
+             simulation: tuple[Sequence[dict[str, Any]], Sequence[dict[str, Any]] | None] | None = None
+             ) -> dict[str, Any]:
     """Judge ``rows`` (and the second stage's ``reserve_rows``) against the frozen ``policy`` and ``plan``.
 
     ``grader`` is the run's frozen grader choice (see :func:`governance.audit.graders.choose`): behaviour rates
@@ -129,6 +131,10 @@ def evaluate(policy: dict[str, Any], plan: dict[str, Any], rows: Sequence[dict[s
             record("decline", INCONCLUSIVE, None, 0, "no item the baseline answered with the same content")
     elif declines and baseline_expected:
         record("decline", INCONCLUSIVE, None, 0, "no results of the approved version to compare with")
+    if plan.get("simulation"):
+        candidate, approved = simulation or ([], None)
+        criteria.extend(simulations.criteria(plan["simulation"], candidate, approved, gates=gates,
+                                             why=grader.get("why") or ""))
     gating = [c for c in criteria if c["gating"]]
     failing = [c for c in gating if c["outcome"] == FAIL]
     unsure = [c for c in gating if c["outcome"] in {INCONCLUSIVE, SECOND_STAGE}]

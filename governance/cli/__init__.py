@@ -48,6 +48,9 @@ COMMANDS = {
     "dossier": ("dossiers:dossier", "Signed PDF dossiers."),
     "modelcard": ("modelcard:modelcard", "Write the Applied Model Card (CHAI schema v0.2) of an approved model "
                                          "version."),
+    "simulation": ("simulation:simulation", "Safety simulation: import the institution's own queries "
+                                            "(de-identified), list the query sets."),
+    "watch": ("simulation:watch", "Live watch: judged samples of a deployment's real interactions and its chart."),
     "scheduler": ("scheduler:scheduler", "The watch after approval: reminders, suspensions, expiry, re-audits."),
     "submit": ("submit:submit", "Submit a model version for review from CI (initial deployment or change control)."),
     "token": ("tokens:token", "API tokens for the REST API and `govern submit`."),

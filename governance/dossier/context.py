@@ -129,6 +129,7 @@ def _audit(session: Session, run: AuditRun | None) -> tuple[dict[str, Any] | Non
         "policy_digest": run.policy_digest, "results_digest": run.results_digest, "second_stage": run.second_stage,
         "operating_characteristics": run.operating_characteristics or {},
         "grader": run.grader or {},
+        "simulation": summary.get("simulation"),
         "runs": [{"id": r.id, "purpose": r.purpose, "status": r.status, "verdict": r.verdict,
                   "submission": r.submission_id, "created_at": _iso(r.created_at), "attempts": r.attempts,
                   "counts": r.id == run.id} for r in runs],

@@ -7,13 +7,14 @@ from .events import Event
 from .records import Dossier, Incident, Notification
 from .review import (Assignment, ChecklistDraft, ChecklistResponse, Comment, ConflictDeclaration, Decision, Meeting,
                      MeetingAttendance, Vote)
+from .simulation import Interaction, LiveWatch, QuerySet, SimulationQuery, SimulationResult
 from .submissions import Classification, ObligationStatus, Submission
 from .users import ApiToken, RoleAssignment, User
 
 __all__ = [
     "NAMING_CONVENTION", "utcnow",
     "ApiToken", "Assignment", "AuditItemResult", "AuditRun", "ChecklistDraft", "ChecklistResponse", "Classification", "Comment",
-    "ConflictDeclaration", "Decision", "Deployment", "Dossier", "Event", "GraderValidation", "Incident", "Meeting",
-    "MeetingAttendance", "ModelVersion", "Notification", "ObligationStatus", "RoleAssignment", "Submission",
-    "User", "Vote",
+    "ConflictDeclaration", "Decision", "Deployment", "Dossier", "Event", "GraderValidation", "Incident", "Interaction",
+    "LiveWatch", "Meeting", "MeetingAttendance", "ModelVersion", "Notification", "ObligationStatus", "QuerySet",
+    "RoleAssignment", "SimulationQuery", "SimulationResult", "Submission", "User", "Vote",
 ]

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, Column, String
 from sqlmodel import Field, SQLModel
 
-from ..domain import Gate, Severity
+from ..domain import Gate, IncidentSource, Severity
 from .base import in_enum, utcnow
 
 
@@ -42,7 +42,7 @@ class Dossier(SQLModel, table=True):
 class Incident(SQLModel, table=True):
     __tablename__ = "incident"
     __table_args__ = (in_enum("severity", Severity),
-                      in_enum("source", ["clinician", "reaudit", "integrity"]),
+                      in_enum("source", IncidentSource),
                       in_enum("status", ["open", "under_review", "closed"]))
 
     id: int | None = Field(default=None, primary_key=True)

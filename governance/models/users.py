@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, String, UniqueConstraint
+from sqlalchemy import CheckConstraint, Column, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from ..domain import Role
@@ -68,7 +68,8 @@ class ApiToken(SQLModel, table=True):
     """A bearer token; only its sha256 is stored, the token itself is shown once."""
 
     __tablename__ = "api_token"
-    __table_args__ = (in_enum("scope", ["read", "submit"]),)
+    __table_args__ = (in_enum("scope", ["read", "submit", "watch"]),
+                      CheckConstraint("(scope = 'watch') = (deployment_id IS NOT NULL)", name="watch_has_deployment"))
 
     id: int | None = Field(default=None, primary_key=True)
     user_id: int = Field(foreign_key="user_account.id", index=True)
@@ -77,6 +78,8 @@ class ApiToken(SQLModel, table=True):
     prefix: str = Field(max_length=16)
     token_sha256: str = Field(sa_column=Column(String(64), unique=True, nullable=False))
     scope: str = Field(default="read", max_length=10)
+    #: A ``watch`` token posts interaction samples of this one deployment and can do nothing else.
+    deployment_id: int | None = Field(default=None, foreign_key="deployment.id")
     created_at: datetime = Field(default_factory=utcnow)
     last_used_at: datetime | None = None
     revoked_at: datetime | None = None

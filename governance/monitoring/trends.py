@@ -1,4 +1,5 @@
-"""Accuracy over time per dimension for a deployment: every completed gate audit and re-audit."""
+"""Accuracy over time per dimension for a deployment (every completed gate audit and re-audit), and the live
+watch's control chart over judged samples of its real interactions."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from ..audit.items import DIMENSIONS, ETHICS_DIMENSIONS
-from ..models import AuditRun, Deployment, ModelVersion
+from ..models import AuditRun, Deployment, Interaction, LiveWatch, ModelVersion
 
 
 def accuracy_points(session: Session, deployment: Deployment) -> list[dict[str, Any]]:
@@ -64,3 +65,47 @@ def trend_chart(points: list[dict[str, Any]]) -> Markup:
 def accuracy_trend(session: Session, deployment: Deployment) -> dict[str, Any]:
     points = accuracy_points(session, deployment)
     return {"points": points, "chart_svg": trend_chart(points) if len(points) >= 1 else ""}
+
+
+def watch_chart(points: list[list[float]], limit: float) -> Markup:
+    """The live watch's CUSUM over graded samples, its decision limit, and the hazardous samples as marks."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    matplotlib.rcParams.update({"svg.hashsalt": "watch", "font.family": "DejaVu Sans"})
+    figure, axes = plt.subplots(figsize=(7.2, 2.6), dpi=100)
+    x = [p[0] for p in points]
+    axes.plot(x, [p[1] for p in points], color="#111111", linewidth=1.4, label="CUSUM")
+    axes.axhline(limit, color="#b22222", linestyle="--", linewidth=1, label=f"limit {limit:g}")
+    marks = [p[0] for p in points if p[2]]
+    if marks:
+        axes.plot(marks, [0] * len(marks), linestyle="none", marker="|", markersize=9, color="#b5651d",
+                  label="hazardous sample")
+    axes.set_ylim(0, max(limit * 1.1, max((p[1] for p in points), default=0) * 1.1))
+    axes.set_xlabel("graded samples", fontsize=7.5)
+    axes.tick_params(labelsize=7)
+    axes.grid(axis="y", linewidth=0.4, alpha=0.5)
+    axes.spines[["top", "right"]].set_visible(False)
+    axes.legend(fontsize=7, loc="upper left", frameon=False)
+    figure.tight_layout()
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
+    plt.close(figure)
+    svg = buffer.getvalue()
+    return Markup(svg[svg.index("<svg"):])
+
+
+def live_watch(session: Session, deployment: Deployment) -> dict[str, Any] | None:
+    """The deployment page's live-watch card: the chart's state and the latest hazardous samples."""
+    watch = session.execute(select(LiveWatch).where(LiveWatch.deployment_id == deployment.id)).scalars().first()
+    if watch is None:
+        return None
+    hazardous = session.execute(select(Interaction).where(Interaction.deployment_id == deployment.id,
+                                                          Interaction.hazardous.is_(True))
+                                .order_by(Interaction.id.desc()).limit(5)).scalars().all()
+    waiting = session.execute(select(Interaction.id).where(Interaction.deployment_id == deployment.id,
+                                                           Interaction.graded_at.is_(None))).all()
+    return {"watch": watch, "hazardous": hazardous, "waiting": len(waiting),
+            "chart_svg": watch_chart(watch.chart, watch.threshold) if watch.chart else ""}

@@ -20,6 +20,7 @@ from ..domain import AuditStatus, SubmissionKind
 from ..errors import GovernanceError
 from ..models import AuditRun, ModelVersion, Submission, User
 from .graders import choose as grader_choice
+from .simulation import frozen_spec
 
 
 def backend_for(version: ModelVersion) -> tuple[str, str, str]:
@@ -98,6 +99,10 @@ def new_audit_run(session: Session, settings: Settings, version: ModelVersion, *
     """Freeze policy, item set, design and seed into a queued run (flushed) and start it after the commit."""
     item_set, reserve = policy_items(settings, policy)
     plan, characteristics = frozen_design(policy, item_set, reserve)
+    simulation = frozen_spec(session, policy)
+    if simulation is not None:
+        simulation["approved"] = _approved_side(session, submission, baseline)
+        plan = {**plan, "simulation": simulation}
     policy = {**policy, "instance_demo_mode": settings.demo_mode}
     kind, model, base_url = backend_for(version)
     grader = grader_choice(session, settings, policy, model=model, base_url=base_url,
@@ -115,6 +120,16 @@ def new_audit_run(session: Session, settings: Settings, version: ModelVersion, *
     session.flush()
     jobs.enqueue(session, settings, "audit.run", key=run.id, run_id=run.id)
     return run
+
+
+def _approved_side(session: Session, submission: Submission | None, baseline: AuditRun | None) -> dict | None:
+    """The approved version a change's simulation is paired with (asked the same queries in the same run)."""
+    if submission is None or submission.kind != SubmissionKind.CHANGE or baseline is None:
+        return None
+    version = session.get(ModelVersion, baseline.model_version_id)
+    kind, model, base_url = backend_for(version)
+    return {"version_id": version.id, "label": version.version_label, "backend": kind, "model": model,
+            "base_url": base_url, "weights_digest": version.weights_digest}
 
 
 def open_gate_audit(session: Session, submission: Submission, settings: Settings, *, actor: User | None,

@@ -36,6 +36,7 @@ from ..notify import notify, people_with_roles, send_emails
 from ..operations.cases import open_continuing_review
 from ..operations.dossiers import emit_pending, pending
 from ..operations.engine import fire
+from ..operations.watch import watch_pass
 from .reaudit import review_reaudit, start_reaudit, unreviewed_reaudits
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,8 @@ class TickReport:
     #: The sequence number a signed checkpoint of the event log anchored in this pass.
     checkpoint: int | None = None
     emails: int = 0
+    #: The live watch: samples deleted and graded per deployment, signals.
+    watch: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
@@ -72,6 +75,12 @@ class TickReport:
                 for r in self.reviewed]
         if self.resumed_audits:
             out.append(f"  resumed audits: {', '.join(map(str, self.resumed_audits))}")
+        for w in self.watch:
+            if w.get("deleted") or w.get("graded") or w.get("error"):
+                out.append(f"  live watch: deployment {w['deployment']} — {w.get('graded', 0)} graded, "
+                           f"{w.get('deleted', 0)} expired deleted" + (f", SIGNAL: incident #{w['incident']}"
+                                                                        if w.get("incident") else "")
+                           + (f" ({w['error']})" if w.get("error") else ""))
         if self.dossiers:
             out.append(f"  dossiers emitted: {self.dossiers}")
         if self.emails:
@@ -87,7 +96,7 @@ class TickReport:
         return {"now": self.now.isoformat(), "reminders": self.reminders, "suspended": self.suspended,
                 "expired": self.expired, "reaudits": self.reaudits, "reviewed": self.reviewed,
                 "resumed_audits": self.resumed_audits, "dossiers": self.dossiers, "emails": self.emails,
-                "checkpoint": self.checkpoint, "errors": self.errors}
+                "checkpoint": self.checkpoint, "watch": self.watch, "errors": self.errors}
 
 
 def tick(engine: Engine, settings: Settings, now: datetime | None = None) -> TickReport:
@@ -95,7 +104,7 @@ def tick(engine: Engine, settings: Settings, now: datetime | None = None) -> Tic
     report = TickReport(now=now or utcnow())
     factory = make_session_factory(engine)
     for step in (_reminders, _suspend_overdue, _expire_lapsed, _reaudits, _review_reaudits, _resume_stalled,
-                 _dossiers, _anchor):
+                 _live_watch, _dossiers, _anchor):
         with factory() as session:
             try:
                 step(session, settings, report)
@@ -108,6 +117,10 @@ def tick(engine: Engine, settings: Settings, now: datetime | None = None) -> Tic
     except Exception as exc:  # pragma: no cover - send_emails already logs SMTP failures
         report.errors.append(f"emails: {exc}")
     return report
+
+
+def _live_watch(session: Session, settings: Settings, report: TickReport) -> None:
+    report.watch = watch_pass(session, settings, report.now)
 
 
 def _each(session: Session, query, report: TickReport, work) -> None:

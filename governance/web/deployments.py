@@ -16,7 +16,7 @@ from ..datafiles import DataFileError
 from ..db import get_session
 from ..domain import TERMINAL_STATES, Role
 from ..models import Deployment, Dossier, Event, Incident, ModelVersion, Submission, User
-from ..monitoring.trends import accuracy_trend
+from ..monitoring.trends import accuracy_trend, live_watch
 from ..operations import GovernanceError, TransitionRefused, actions_for
 from ..operations.cases import open_continuing_review, register_deployment, submit_model_version, update_descriptor
 from ..permissions import can_manage_deployment, deployment_visibility_clause, visibility_clause
@@ -106,6 +106,7 @@ def show(deployment_id: int):
     preview = classify(descriptor_from_dict(deployment.descriptor),
                        load_ruleset(current_app.config["GOVERNANCE"].regulations_dir))
     trend = accuracy_trend(session, deployment)
+    watch = live_watch(session, deployment)
     settings = current_app.config["GOVERNANCE"]
     actions = actions_for(session, deployment, me(), settings)
     forms = {a.transition.event: action_form_class(a.transition)(prefix=a.transition.event) for a in actions
@@ -116,7 +117,7 @@ def show(deployment_id: int):
     can_manage = can_manage_deployment(session, me(), deployment)
     return render_template("deployments/show.html", deployment=deployment, versions=versions, cases=cases,
                            history=history, dossiers=dossiers, preview=preview, trend=trend, actions=actions,
-                           forms=forms, incidents=incidents, suspension=queries.latest_suspension(session, deployment)
+                           forms=forms, incidents=incidents, watch=watch, suspension=queries.latest_suspension(session, deployment)
                            if deployment.status == "suspended" else None,
                            open_continuing=queries.open_continuing_review(session, deployment),
                            can_open_continuing=can_manage and deployment.approved_version_id is not None

@@ -30,7 +30,7 @@ TERMS: frozenset[str] = frozenset({
     N_("abstain"),
     # incident severities, sources and statuses; suspension causes
     N_("moderate"), N_("serious"), N_("critical"),
-    N_("clinician"), N_("reaudit"), N_("integrity"),
+    N_("clinician"), N_("reaudit"), N_("integrity"), N_("live watch"),
     N_("open"), N_("under review"), N_("closed"),
     N_("chair"), N_("continuing review overdue"),
     # audits: statuses, verdicts, purposes; dossier gates
@@ -88,7 +88,8 @@ TERMS: frozenset[str] = frozenset({
     N_("activate"), N_("suspend"), N_("reinstate"), N_("renew"), N_("expire"), N_("retire"),
     # ... and the records written beside them
     N_("escalated to full board"), N_("audit cancel requested"), N_("audit error"), N_("grader validated"),
-    N_("adverse event reported"),
+    N_("adverse event reported"), N_("query set imported"), N_("live watch configured"),
+    N_("interactions received"), N_("interactions expired"), N_("live watch signal"),
     N_("api token created"), N_("api token revoked"), N_("attendance recorded"),
     N_("committee composition changed"), N_("configuration changed"), N_("demo seeded"),
     N_("deployment registered"), N_("descriptor updated"), N_("dossier emitted"), N_("incident reported"),

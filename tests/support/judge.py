@@ -2,7 +2,8 @@
 
 For a validation set it answers each completion's human label, except for the completions in ``flip``, which
 get the next label (so ``govern judge validate`` must report exactly the agreement the script implies). For
-audit answers it reads the scripted model's (:mod:`tests.support.oracle`) texts for what they are.
+audit answers it reads the scripted model's (:mod:`tests.support.oracle`) and the demo backend's texts for what
+they are; a simulated clinical answer is hazardous when it carries the demo candidate's scripted dangerous phrase.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import json
 import threading
 from collections.abc import Iterable
 
-from governance.audit.graders import LABELS
+from governance.audit import refusal
+from governance.audit.graders import HAZARD_RUBRIC, LABELS
+from governance.audit.simulation import DEMO_HAZARD_MARKERS
 
 from .oracle import DEFERRAL, REFUSAL
 
@@ -48,6 +51,8 @@ class ScriptedJudge:
             return "full_refusal"
         if response in DEFERRAL.values():
             return "partial_refusal"
+        if response.endswith("[DEMO]"):  # the demo backend's answers: read for what they say
+            return "full_refusal" if refusal.read(response).refused else "full_compliance"
         return "full_compliance"
 
     def __call__(self, body: dict) -> str:
@@ -66,6 +71,9 @@ class ScriptedJudge:
             return "The response is a refusal, I think."
         label = self.label_of(request, response)
         reply: dict = {"reasoning": f"scripted: {label}", "label": label}
-        if "harm" in schema["properties"]:
+        if "harm" in schema["properties"] and HAZARD_RUBRIC.splitlines()[0] in content:
+            # a real clinical query: the scripted candidate's dangerous answers carry a known phrase
+            reply["harm"] = 4 if any(marker in response for marker in DEMO_HAZARD_MARKERS) else 1
+        elif "harm" in schema["properties"]:
             reply["harm"] = 1 if label != "full_compliance" else 4
         return json.dumps(reply)
