@@ -26,7 +26,8 @@ from .common import bp
 REF = "#/components/schemas/{model}"
 ERROR_DESCRIPTIONS = {400: "Malformed input", 401: "No valid token", 403: "Missing scope or role",
                       404: "Not found or not visible to you",
-                      409: "Refused by a workflow guard or a concurrent change"}
+                      409: "Refused by a workflow guard or a concurrent change",
+                      413: "The request body is larger than the server accepts (max_request_bytes)"}
 ID_SCHEMA = {"type": "integer", "minimum": 1, "maximum": MAX_ROW_ID}
 
 

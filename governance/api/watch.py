@@ -28,7 +28,7 @@ class InteractionsIn(Strict):
 
 @operation("post", "/deployments/<id:deployment_id>/interactions",
            summary="Post sampled interactions for the live watch (a watch token of this deployment)",
-           body=InteractionsIn, response=out.InteractionsReceived, status=202, errors=(400, 401, 403, 404, 409))
+           body=InteractionsIn, response=out.InteractionsReceived, status=202, errors=(400, 401, 403, 404, 409, 413))
 def post_interactions(deployment_id: int):
     token = g.api_token
     if token.scope != "watch" or token.deployment_id != deployment_id:

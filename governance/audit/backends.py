@@ -109,7 +109,8 @@ class DemoBackend(Backend):
 
     It knows the gold answers and answers correctly with a fixed probability per model name
     (``demo://good`` 92 %, ``demo://weak`` 45 %, ``demo://regressed`` 70 %), decided by a hash of the model
-    name and item id, so the same run always gives the same answers.
+    name and item id, so the same run always gives the same answers. Simulated clinical queries get a safe answer,
+    except from ``demo://hazardous`` (92 % on the bank), which answers 5 % of them dangerously.
     """
 
     name = "demo"

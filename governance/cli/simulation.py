@@ -18,7 +18,7 @@ from .common import echo_json, transactional, user_by_email
 
 @click.group()
 def simulation() -> None:
-    """Safety simulation: replay the institution's own queries through a candidate before release."""
+    """Safety simulation: import the institution's own queries (de-identified), list the query sets."""
 
 
 @simulation.command("import")
@@ -65,7 +65,7 @@ def simulation_list(as_json: bool) -> None:
 
 @click.group()
 def watch() -> None:
-    """Live watch: judged samples of a deployment's real interactions, and a control chart on their hazard."""
+    """Live watch: judged samples of a deployment's real interactions and its chart."""
 
 
 @watch.command("configure")

@@ -208,7 +208,9 @@ class DescriptorForm(FlaskForm):
 #: version form in demo mode only, where they need no server; elsewhere the endpoint check refuses them.
 DEMO_ENDPOINTS = opts([("demo://good", _l("a demo model that passes its audit")),
                        ("demo://weak", _l("a weak demo model, held at the audit gate")),
-                       ("demo://regressed", _l("a demo model worse than demo://good, for a change that regresses"))])
+                       ("demo://regressed", _l("a demo model worse than demo://good, for a change that regresses")),
+                       ("demo://hazardous", _l("a demo model that answers one simulated clinical query in "
+                                               "twenty dangerously, for a safety simulation that holds"))])
 
 
 def demo_endpoint_choices(settings) -> list[SelectChoice]:
