@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import DirectoryPath, Field, SecretStr, ValidationError, field_validator
+from pydantic import DirectoryPath, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
 from pydantic_settings import TomlConfigSettingsSource
 
@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     debug: bool = False
     #: Demo mode allows the deterministic demo audit backend and demo accounts.
     demo_mode: bool = False
+    #: Changes to an active, approved deployment whose descriptor is unchanged since the approval are screened,
+    #: classified and routed to their audit by the system (no human intake step), so ``govern submit --wait
+    #: --until verdict`` returns when the audit decides. Everything else waits for the IRB office.
+    auto_screen_changes: bool = False
     institution_name: str = Field(default="Example University Hospital", min_length=1, max_length=200)
     institution_name_zh: str = Field(default="示例大学附属医院", min_length=1, max_length=200)
     #: The letterhead under the institution's name on decision letters (committee, address, contact), one line
@@ -148,9 +152,33 @@ class Settings(BaseSettings):
     #: Reverse proxies in front of the app that set X-Forwarded-For/-Proto (0: none; the peer address is the
     #: client's). Throttling per address needs the client's real address.
     proxy_hops: int = Field(default=0, ge=0, le=5)
+    #: How the sign-in form checks a password, in order: ``local`` (the account's own argon2 hash) and ``ldap``
+    #: (the directory, see ``docs/sign-in.md``). ``("ldap", "local")`` tries the directory first and keeps local
+    #: break-glass accounts working when it is down.
+    auth_methods: Annotated[tuple[Literal["local", "ldap"], ...], NoDecode] = ("local",)
+    #: The directory server: ``ldap://host:389`` or ``ldaps://host:636``.
+    ldap_url: str = Field(default="", pattern=r"^$|^ldaps?://[^\s/]+/?$")
+    #: Upgrade an ``ldap://`` connection with StartTLS (the certificate is checked, against ``ldap_ca_file`` if set).
+    ldap_start_tls: bool = False
+    ldap_ca_file: str = ""
+    #: Seconds to connect to, and to wait for an answer from, the directory.
+    ldap_timeout: float = Field(default=5.0, gt=0, le=120)
+    #: The service account that looks people up (its password from the environment or the instance config).
+    ldap_bind_dn: str = Field(default="", max_length=1000)
+    ldap_bind_password: SecretStr = SecretStr("")
+    #: Where people are searched (subtree), and how: ``{email}`` is replaced by the escaped e-mail typed in.
+    ldap_user_base: str = Field(default="", max_length=1000)
+    ldap_user_filter: str = Field(default="(&(objectClass=inetOrgPerson)(mail={email}))", max_length=1000,
+                                  pattern=r"^\(.*\{email\}.*\)$")
+    #: Where groups are searched (subtree), and the group attribute that lists member DNs.
+    ldap_group_base: str = Field(default="", max_length=1000)
+    ldap_group_member_attribute: str = Field(default="member", pattern=r"^[A-Za-z][A-Za-z0-9-]*$")
+    #: Directory group (its DN, or its cn) -> the roles it grants, e.g. ``{ "irb-chairs" = ["irb_chair"] }``.
+    #: A person in none of these groups cannot sign in through the directory.
+    ldap_group_roles: dict[str, tuple[str, ...]] = {}
 
     @field_validator("trust_roots", "endpoint_allow_networks", "endpoint_allow_hosts", "endpoint_allow_ports",
-                     "model_roots", "log_anchor_paths", mode="before")
+                     "model_roots", "log_anchor_paths", "auth_methods", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -167,6 +195,51 @@ class Settings(BaseSettings):
                 ipaddress.ip_network(network, strict=False)
             except ValueError:
                 raise ValueError(f"'{network}' is not a network in CIDR form (e.g. 10.20.0.0/16)") from None
+        return value
+
+    @field_validator("auth_methods", mode="after")
+    @classmethod
+    def _auth_methods(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("name at least one sign-in method (local, ldap)")
+        if len(set(value)) != len(value):
+            raise ValueError("a sign-in method is named twice")
+        return value
+
+    @field_validator("ldap_group_roles", mode="before")
+    @classmethod
+    def _one_role(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {group: (roles,) if isinstance(roles, str) else roles for group, roles in value.items()}
+        return value
+
+    @field_validator("ldap_group_roles", mode="after")
+    @classmethod
+    def _mapped_roles(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        """Names only: config may not import the roles (``domain``); :func:`governance.operations.directory.
+        check_settings` checks them against :class:`governance.domain.Role` when the web app starts."""
+        for group, roles in value.items():
+            if not group.strip():
+                raise ValueError("a group is named by an empty string")
+            if not roles:
+                raise ValueError(f"group '{group}' maps to no role")
+            for role in roles:
+                if not role.replace("_", "").isalpha() or role != role.lower():
+                    raise ValueError(f"group '{group}' maps to '{role}', which is not a role name")
+        return value
+
+    @field_validator("ldap_group_roles", mode="after")
+    @classmethod
+    def _ldap_complete(cls, value: dict[str, tuple[str, ...]], info: ValidationInfo) -> dict[str, tuple[str, ...]]:
+        """With ``ldap`` among the sign-in methods, the directory settings it needs (checked on the last of them,
+        so that an error message never quotes the whole input, secrets included)."""
+        if "ldap" in (info.data.get("auth_methods") or ()):
+            missing = [name for name in ("ldap_url", "ldap_user_base", "ldap_group_base") if not info.data.get(name)]
+            if missing:
+                raise ValueError(f"auth_methods names ldap but {', '.join(missing)} "
+                                 f"{'is' if len(missing) == 1 else 'are'} empty")
+            if not value:
+                raise ValueError("auth_methods names ldap but ldap_group_roles maps no group to a role")
         return value
 
     @field_validator("instance_path", mode="after")

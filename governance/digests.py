@@ -50,3 +50,24 @@ def tokenizer_digest(folder: Path | str) -> str:
     folder = Path(folder)
     files = [p for p in _files(folder) if any(p.match(pattern) for pattern in TOKENIZER_PATTERNS)]
     return _digest(folder, files) if files else ""
+
+
+def model_id(name: str) -> str:
+    """A base model's Hugging Face id as submitted: without a hub URL or surrounding slashes."""
+    cleaned = name.strip()
+    for prefix in ("https://huggingface.co/", "http://huggingface.co/", "huggingface.co/", "hf://"):
+        if cleaned.lower().startswith(prefix):
+            cleaned = cleaned[len(prefix):]
+    return cleaned.strip("/")
+
+
+def same_base_model(first: str, second: str) -> bool:
+    """Whether two records name the same base model: equal ids ignoring case (the hub resolves them so), or one
+    named without its organisation (``Qwen2.5-7B-Instruct`` for ``Qwen/Qwen2.5-7B-Instruct``, as a web form
+    may record it)."""
+    a, b = model_id(first).lower(), model_id(second).lower()
+    if a == b:
+        return True
+    if ("/" in a) == ("/" in b):
+        return False
+    return a.rsplit("/", 1)[-1] == b.rsplit("/", 1)[-1]

@@ -157,6 +157,16 @@ class SuspensionCause(StrEnum):
     CONTINUING_REVIEW_OVERDUE = "continuing_review_overdue"
     INCIDENT = "incident"
     INTEGRITY = "integrity"
+    #: A blocking condition of the approval was not met by its due date.
+    CONDITION_UNMET = "condition_unmet"
+
+
+class ConditionStatus(StrEnum):
+    """A condition of an approval: open until its owner shows it met (with evidence) or the chair waives it."""
+
+    OPEN = "open"
+    MET = "met"
+    WAIVED = "waived"
 
 
 class IncidentSource(StrEnum):

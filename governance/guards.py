@@ -123,6 +123,31 @@ def descriptor_valid(ctx: Context) -> str | None:
     return None
 
 
+@guard("auto_screen_eligible")
+def auto_screen_eligible(ctx: Context) -> str | None:
+    """Only a routine change is screened by the system: the institution allows it, the deployment is active with an
+    approved version, and nothing the committee approved about its use has changed since that approval."""
+    from .models import Event, Submission
+
+    if not ctx.settings.auto_screen_changes:
+        return Reason(N_("this institution screens every case by hand"))
+    case = ctx.submission
+    deployment = ctx.session.get(Deployment, case.deployment_id)
+    if case.kind != SubmissionKind.CHANGE or deployment.approved_version_id is None or deployment.status != "active":
+        return Reason(N_("only a change to an active, approved deployment is screened automatically"))
+    approval = ctx.session.execute(select(Submission.decided_at).where(
+        Submission.model_version_id == deployment.approved_version_id,
+        Submission.state.in_(["approved", "approved_with_conditions"])).order_by(Submission.id.desc())
+                                   .limit(1)).scalar()
+    edited = approval is None or ctx.session.execute(select(Event.seq).where(
+        Event.deployment_id == deployment.id, Event.name == "descriptor_updated",
+        Event.occurred_at > approval).limit(1)).first() is not None
+    version = ctx.session.get(ModelVersion, case.model_version_id)
+    if edited or (version.descriptor and version.descriptor != deployment.descriptor):
+        return Reason(N_("the deployment's descriptor changed since its approval: the IRB office screens the case"))
+    return None
+
+
 @guard("classification_present")
 def classification_present(ctx: Context) -> str | None:
     if queries.latest_classification(ctx.session, ctx.submission) is None:
@@ -607,6 +632,18 @@ def continuing_review_not_overdue(ctx: Context) -> str | None:
     if due is not None and ctx.now.date() >= due:
         return Reason(N_("the continuing review was due on %(date)s: the deployment comes back when a continuing "
                          "review is approved, not by reinstatement"), date=due.isoformat())
+    return None
+
+
+@guard("blocking_conditions_settled")
+def blocking_conditions_settled(ctx: Context) -> str | None:
+    """A deployment suspended for an unmet condition comes back only once no blocking condition is overdue."""
+    if queries.suspension_cause(ctx.session, ctx.deployment) != SuspensionCause.CONDITION_UNMET:
+        return None
+    overdue = queries.overdue_blocking(ctx.session, ctx.deployment, ctx.now.date())
+    if overdue:
+        return Reason(N_("blocking conditions of the approval are still open: %(numbers)s; record what shows them met "
+                         "(or waive them) first"), numbers=", ".join(str(c.number) for c in overdue))
     return None
 
 

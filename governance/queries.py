@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from datetime import date
 from collections import Counter
 from dataclasses import dataclass
 from collections.abc import Callable, Iterator
@@ -15,9 +16,9 @@ from sqlmodel import Session
 from .checklists import Checklist, checklist_for
 from .committees import CommitteeRules, threshold_met
 from .config import Settings
-from .domain import N_, OPEN_STATES, Pathway, SubmissionKind, VoteMeaning
+from .domain import N_, OPEN_STATES, ConditionStatus, Pathway, SubmissionKind, VoteMeaning
 from .errors import Reason
-from .models import (Assignment, AuditRun, ChecklistDraft, ChecklistResponse, Classification, ConflictDeclaration, Deployment, Event,
+from .models import (ApprovalCondition, Assignment, AuditRun, ChecklistDraft, ChecklistResponse, Classification, ConflictDeclaration, Deployment, Event,
                      Meeting, MeetingAttendance, ModelVersion, Submission, User, Vote)
 from .permissions import roles_of
 
@@ -367,3 +368,14 @@ def rules_impact_since_classified(session: Session, ruleset) -> list[dict[str, A
         if impact is not None:
             impacted.append({"deployment": deployment, "classified_at": classification.created_at, **impact})
     return impacted
+
+
+def open_conditions(session: Session, deployment: Deployment) -> list[ApprovalCondition]:
+    """The conditions of the deployment's approvals still open, soonest due first."""
+    return list(session.execute(select(ApprovalCondition).where(
+        ApprovalCondition.deployment_id == deployment.id, ApprovalCondition.status == ConditionStatus.OPEN)
+        .order_by(ApprovalCondition.due_date, ApprovalCondition.id)).scalars())
+
+
+def overdue_blocking(session: Session, deployment: Deployment, today: date) -> list[ApprovalCondition]:
+    return [c for c in open_conditions(session, deployment) if c.blocking and c.due_date <= today]

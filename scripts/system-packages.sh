@@ -3,7 +3,7 @@
 # with apt-get when running as root, otherwise print the exact apt-get line and stop.
 set -euo pipefail
 RUN_PACKAGES=(libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-noto-cjk)
-TEST_PACKAGES=(poppler-utils libnss3-tools chromium graphviz)
+TEST_PACKAGES=(poppler-utils libnss3-tools chromium graphviz slapd ldap-utils)
 wanted=("${RUN_PACKAGES[@]}")
 if [ "${1:-run}" = "test" ]; then wanted+=("${TEST_PACKAGES[@]}"); fi
 missing=()

@@ -5,6 +5,8 @@ unreachable server and timeouts are reported in one line with their own exit sta
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import socket
 import subprocess
@@ -19,9 +21,9 @@ import pytest
 from sqlmodel import func, select
 from werkzeug.serving import make_server
 
-from governance import jobs
+from governance import eventlog, jobs
 from governance.db import get_db
-from governance.models import Submission
+from governance.models import ModelVersion, Submission
 from governance.operations.tokens import create_token
 
 from .conftest import make_app
@@ -76,6 +78,16 @@ class Server:
 def server(tmp_path: Path, database_url: str):
     """An approved fast-track deployment (seeded with inline audits), then the app with audits in a thread,
     served on a free port; API tokens for the submitter, the chair and two AI sub-committee reviewers."""
+    yield from _serve(tmp_path, database_url)
+
+
+@pytest.fixture
+def auto_server(tmp_path: Path, database_url: str):
+    """The same, at an institution that lets the system screen routine changes."""
+    yield from _serve(tmp_path, database_url, auto_screen_changes=True)
+
+
+def _serve(tmp_path: Path, database_url: str, **overrides):
     instance = tmp_path / "instance"
     instance.mkdir()
     seeding = make_app(instance, database_url)
@@ -87,7 +99,7 @@ def server(tmp_path: Path, database_url: str):
         user = factory.person(role)
         _token, tokens[role] = create_token(session, user, name="ci", scope="submit", actor=user)
     session.commit()
-    app = make_app(instance, database_url, audit_dispatch="thread")
+    app = make_app(instance, database_url, audit_dispatch="thread", **overrides)
     http = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=http.serve_forever, daemon=True)
     thread.start()
@@ -238,8 +250,44 @@ def test_waiting_past_the_timeout_exits_3(server, model_dir, tmp_path):
     code, out, err = finish(process)
     assert code == 3, out + err
     assert "timed out after 1 s in state submitted" in err
-    _suite, tests = junit_cases(report)
-    assert tests["review/decision"].find("failure") is not None
+    suite, tests = junit_cases(report)
+    # a wait that ran out is an error of the process, never a failure of the model
+    error = tests["review/decision"].find("error")
+    assert error is not None and "timed out after 1 s in state submitted" in error.get("message")
+    assert suite.get("errors") == "1" and suite.get("failures") == "0"
+
+
+def test_a_routine_change_is_screened_by_the_system_and_until_verdict_needs_no_human(auto_server, model_dir,
+                                                                                      tmp_path):
+    """The institution lets the system screen changes with an unchanged descriptor; the client names the base
+    model by its Hugging Face id while the approved version recorded it without the organisation."""
+    (model_dir / "config.json").write_text('{"_name_or_path": "Qwen/Qwen2.5-7B-Instruct", '
+                                           '"architectures": ["Qwen2ForCausalLM"]}')
+    prompt = tmp_path / "system.txt"
+    prompt.write_text("You are the hospital's assistant.", encoding="utf-8")
+    report = tmp_path / "junit.xml"
+    process = submit(auto_server.url, auto_server.tokens["submitter"], auto_server.deployment_id, model_dir,
+                     "--endpoint", "demo://good", "--wait", "--until", "verdict", "--timeout", "120", "--junit",
+                     str(report), "--system-prompt-file", str(prompt))
+    case_id = case_id_of(process)
+    code, out, err = finish(process)  # nobody screens, classifies or routes it
+    assert code == 0, out + err
+    assert "outcome: in_review (audit pass)" in out
+    auto_server.session.expire_all()
+    case = auto_server.session.get(Submission, case_id)
+    assert case.pathway == "ai_subcommittee" and case.materiality != "material"
+    version = auto_server.session.get(ModelVersion, case.model_version_id)
+    assert version.base_model == "Qwen/Qwen2.5-7B-Instruct"
+    assert version.system_prompt_digest == hashlib.sha256(prompt.read_bytes()).hexdigest()
+    names = [e.name for e in eventlog.events_for_submission(auto_server.session, case_id)]
+    assert "auto_screen" in names and "start_screening" not in names
+
+
+def test_a_local_path_is_not_a_model_id(server, model_dir):
+    (model_dir / "config.json").write_text(json.dumps({"_name_or_path": str(model_dir)}))
+    code, out, err = finish(submit(server.url, server.tokens["submitter"], server.deployment_id, model_dir))
+    assert code == 2 and "is a local path" in err and "--base-model" in err
+    assert server.cases() == 1  # nothing submitted
 
 
 @pytest.mark.parametrize(("token", "message"), [

@@ -29,6 +29,7 @@ SPEC: dict[tuple[str, str], tuple[str, set[str]]] = {
     ("draft", "submit"): ("submitted", SUBMITTER),
     ("draft", "file"): ("submitted", {SYSTEM}),  # incident cases, opened by the system
     ("submitted", "start_screening"): ("screening", CHAIR),
+    ("submitted", "auto_screen"): ("auditing", {SYSTEM}),  # routine changes, where the institution allows it
     ("screening", "return_to_submitter"): ("returned", CHAIR),
     ("returned", "resubmit"): ("submitted", SUBMITTER),
     ("screening", "accept"): ("classified", CHAIR),
@@ -242,6 +243,7 @@ EXPECTED = {
     ('submitted', 'comment', 'irb_member'): 'actor_can_see_case',
     ('submitted', 'comment', 'submitter'): 'moved',
     ('submitted', 'start_screening', 'irb_chair'): 'moved',
+    ('submitted', 'auto_screen', 'system'): 'auto_screen_eligible',  # off unless the institution turns it on
     ('submitted', 'withdraw', 'submitter'): 'moved',
 }
 

@@ -37,6 +37,12 @@ class Descriptor(StrictModel):
     users: list[UserGroup] = Field(min_length=1)
     output_visible_to: list[UserGroup] = Field(min_length=1)
     outputs_used_for_diagnosis_or_treatment: bool
+    #: Intended for a medical purpose: diagnosis, prevention, monitoring, prediction, prognosis or treatment of disease
+    #: (MDR Art. 2(1); FD&C Act 201(h); NMPA Notice 2021 No. 47 Step A1). False for research, hospital administration
+    #: and wellness or health-management tools: then the input type alone (images, IVD, signals, wearable data) does
+    #: not make the software a device. Default true, the conservative reading, so that descriptors stored before the
+    #: field existed keep their classification.
+    medical_purpose: bool = True
     input_data: list[InputData] = Field(min_length=1)
     #: Identifies lesions, suggests a diagnosis, a treatment or a medication.
     assisted_decision_making: bool
@@ -45,15 +51,29 @@ class Descriptor(StrictModel):
     time_critical: bool
     hcp_can_independently_review_basis: bool
     generative: bool
+    #: Offered to people outside the hospital's staff: the public, or the hospital's own patients through its app,
+    #: website or public account (review finding 6: patients are members of the domestic public under the Generative AI
+    #: Measures Art. 2; only staff-internal use is clearly outside Art. 2(3); a reading of medium confidence).
     public_facing: bool
     personal_information: Literal["none", "personal", "sensitive"]
+    #: De-identified (pseudonymised): cannot identify a person without additional information (PIPL Art. 73(3)). It is
+    #: still personal information: separate consent and cross-border duties stay.
     deidentified: bool
+    #: Anonymised: can no longer identify a person and cannot be restored (PIPL Art. 73(4)); only such data is outside
+    #: personal information (Art. 4). Default false.
+    anonymised: bool = False
     cross_border_transfer: bool
     #: Human genetic resources information (genes, genomes); clinical, imaging, protein and metabolic data alone are
     #: not (HGR Implementing Rules 2023, Art. 2).
     human_genetic_resources: bool
-    #: high = acts or decides without a clinician confirming each output.
-    autonomy: Literal["assistive", "high"]
+    #: Who confirms the output before it takes effect or reaches the person it concerns (review finding 2):
+    #: assistive = a clinician confirms each output; informs_directly = answers patients or the public directly, without
+    #: a clinician confirming each answer, with information, explanations or triage and navigation advice only (no
+    #: diagnosis, treatment decision or prescription in a physician's place: a physician still makes those); high =
+    #: decides or acts without a clinician confirming each output (a diagnosis, treatment, prescription, report released
+    #: or an operational decision such as a bed allocation). Stored descriptors keep their value, so their outcomes do not
+    #: change: "high" keeps meaning "decides or acts", and prohibited stays prohibited.
+    autonomy: Literal["assistive", "informs_directly", "high"]
     #: Produces prescriptions without a physician.
     issues_prescriptions: bool
     severity_if_wrong: Severity
@@ -83,7 +103,7 @@ ORDINALS: dict[str, tuple[str, ...]] = {
     "severity_if_wrong": ("negligible", "non_serious", "serious", "critical"),
     "personal_information": ("none", "personal", "sensitive"),
     "algorithm_maturity": ("low", "high"),
-    "autonomy": ("assistive", "high"),
+    "autonomy": ("assistive", "informs_directly", "high"),
 }
 
 

@@ -110,6 +110,8 @@ def classify(descriptor: Descriptor, ruleset: RuleSet, case: dict[str, Any] | No
         "fda_cds": {"status": resolved["fda_status"], "failed_criteria": list(resolved["fda_failed_criteria"])},
         "eu_mdr": {"status": resolved["eu_mdr_status"],
                    "class": resolved["eu_mdr_class"] if resolved["eu_mdr_status"] == "device" else None},
+        # IVD-data software is under the IVDR (EU) 2017/746, not MDR Rule 11; its class (A-D) is not derived here.
+        "eu_ivdr": {"status": resolved["eu_ivdr_status"]},
         "eu_ai_act": {"high_risk": resolved["eu_ai_act_high_risk"], "basis": resolved["eu_ai_act_basis"]},
         "privacy_level": resolved["privacy_level"],
         "reasoning_level": resolved["reasoning_level"],

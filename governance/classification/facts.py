@@ -42,6 +42,8 @@ FACTS: dict[str, Fact] = {
     "fda_status": Fact("enum", "priority", "non_device", ("device", "non_device"), title="US FDA status"),
     "eu_mdr_status": Fact("enum", "priority", "non_device", ("device", "non_device"), title="EU MDR status"),
     "eu_mdr_class": Fact("enum", "max", None, ("I", "IIa", "IIb", "III"), title="EU MDR class (Annex VIII Rule 11)"),
+    "eu_ivdr_status": Fact("enum", "priority", "non_device", ("device", "non_device"),
+                           title="EU IVDR status (in vitro diagnostic medical-device software)"),
     "eu_ai_act_high_risk": Fact("bool", "any", False, (True, False), title="EU AI Act high-risk"),
     "eu_ai_act_basis": Fact("text", "priority", "", title="EU AI Act basis"),
     "privacy_level": Fact("int", "max", 1, (1, 2, 3, 4, 5), title="Data privacy and security demand (I–V)"),

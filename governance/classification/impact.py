@@ -38,6 +38,8 @@ def outcome(result: dict[str, Any]) -> dict[str, Any]:
         "nmpa": {key: result["nmpa"][key] for key in ("status", "class", "catalogue", "review_as_class")},
         "fda_cds": result["fda_cds"]["status"],
         "eu_mdr": {key: result["eu_mdr"][key] for key in ("status", "class")},
+        # results stored before the IVDR fact existed have no "eu_ivdr": they read as non-device
+        "eu_ivdr": (result.get("eu_ivdr") or {}).get("status", "non_device"),
         "eu_ai_act_high_risk": result["eu_ai_act"]["high_risk"],
         "pathway": result["pathway"],
         "prohibited": result["prohibited"],

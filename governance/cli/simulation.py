@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from sqlalchemy import select
 from flask.cli import with_appcontext
 
 from ..db import get_session
@@ -53,7 +54,7 @@ def simulation_import(path: Path, fmt: str | None, name: str, as_json: bool) -> 
 @with_appcontext
 def simulation_list(as_json: bool) -> None:
     """The imported query sets, newest first."""
-    rows = get_session().query(QuerySet).order_by(QuerySet.id.desc()).all()
+    rows = get_session().execute(select(QuerySet).order_by(QuerySet.id.desc())).scalars().all()
     data = [{"id": r.id, "name": r.name, "version": r.version, "n": r.n, "digest": r.digest,
              "removed": r.removed, "created_at": r.created_at} for r in rows]
     if as_json:
@@ -113,7 +114,7 @@ def watch_token(deployment_id: int, email: str, name: str) -> None:
 @with_appcontext
 def watch_status(deployment_id: int, as_json: bool) -> None:
     """The watch's state: samples graded, hazards, the CUSUM statistic against its limit."""
-    found = get_session().query(LiveWatch).filter_by(deployment_id=deployment_id).first()
+    found = get_session().execute(select(LiveWatch).where(LiveWatch.deployment_id == deployment_id)).scalars().first()
     if found is None:
         raise click.ClickException(f"deployment {deployment_id} has no live watch (govern watch configure)")
     data = {"deployment": deployment_id, "graded": found.graded, "hazards": found.hazards,

@@ -10,6 +10,7 @@ not be made or followed (no token, token refused, server unreachable, input refu
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -76,10 +77,31 @@ def _config(model_dir: Path) -> dict[str, Any]:
 
 
 def _base_model(model_dir: Path) -> str:
-    data = _config(model_dir)
-    if data:
-        return data.get("_name_or_path") or (data.get("architectures") or ["unknown"])[0]
-    return model_dir.name
+    """The base model's Hugging Face id from config.json's ``_name_or_path``, never a display name: a local path
+    or a missing field is refused (pass ``--base-model ORG/NAME``), since a name that differs from the approved
+    version's reads as a change of base model."""
+    name = str(_config(model_dir).get("_name_or_path") or "").strip()
+    if not name:
+        raise SubmitError(f"{model_dir}/config.json names no _name_or_path: pass --base-model with the Hugging Face "
+                          "id of the base model (e.g. Qwen/Qwen2.5-7B-Instruct)")
+    if name.startswith(("/", "./", "../", "~")) or Path(name).expanduser().exists():
+        raise SubmitError(f"config.json's _name_or_path is a local path ({name}), not a model id: pass --base-model "
+                          "with the Hugging Face id of the base model (e.g. Qwen/Qwen2.5-7B-Instruct)")
+    return digests.model_id(name)
+
+
+def _file_digest(path: Path | None) -> str:
+    return digests.file_sha256(path) if path else ""
+
+
+def _quantization_settings(model_dir: Path) -> dict[str, str]:
+    """The whole quantization configuration, hashed: two quantizations with the same method but other settings
+    (bits, group size) are different models."""
+    quantization = _config(model_dir).get("quantization_config")
+    if not isinstance(quantization, dict):
+        return {}
+    canonical = json.dumps(quantization, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    return {"quantization_config_sha256": hashlib.sha256(canonical).hexdigest()}
 
 
 def _architecture(model_dir: Path) -> str:
@@ -92,8 +114,9 @@ def _quantization(model_dir: Path) -> str:
     return str(quantization.get("quant_method") or "")[:40] if isinstance(quantization, dict) else ""
 
 
-def junit(path: Path, case: dict[str, Any], *, decision_awaited: bool = True) -> None:
-    """One test per gate criterion, plus the decision (skipped when not waited for): what CI dashboards show."""
+def junit(path: Path, case: dict[str, Any], *, decision_awaited: bool = True, timed_out: str = "") -> None:
+    """One test per gate criterion, plus the decision (skipped when not waited for): what CI dashboards show. An
+    audit that could not run and a wait that timed out are errors of the process, never failures of the model."""
     audit = case.get("audit") or {}
     criteria = audit.get("criteria") or []
     suite = ElementTree.Element("testsuite", name=f"governance submission {case['id']}",
@@ -118,7 +141,11 @@ def junit(path: Path, case: dict[str, Any], *, decision_awaited: bool = True) ->
             ElementTree.SubElement(test, "system-out").text = "reported, not gating: " + detail
     decision = ElementTree.SubElement(suite, "testcase", classname="review", name="decision")
     outcome = (case.get("decision") or {}).get("outcome") or case["state"]
-    if not decision_awaited and outcome not in APPROVED | NOT_APPROVED:
+    if timed_out:
+        errors += 1
+        ElementTree.SubElement(decision, "error", message=timed_out).text = \
+            f"{timed_out} — not a finding about the model"
+    elif not decision_awaited and outcome not in APPROVED | NOT_APPROVED:
         ElementTree.SubElement(decision, "skipped", message=f"not waited for (--until verdict): {outcome}")
     elif outcome not in APPROVED:
         failures += 1
@@ -139,6 +166,9 @@ def junit(path: Path, case: dict[str, Any], *, decision_awaited: bool = True) ->
 @click.option("--base-model", default=None, help="Default: from the folder's config.json.")
 @click.option("--endpoint", default=None, help="Where the audit reaches the model (default: the model folder).")
 @click.option("--served-model-id", default="")
+@click.option("--system-prompt-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The system prompt the deployment serves with: its sha256 is submitted (a change of it is a change "
+                   "of the model's behaviour).")
 @click.option("--finetune-data-category", "data_categories", multiple=True,
               help="A category of the fine-tuning data (may be given several times); compared with the approved "
                    "version's to assess a change.")
@@ -150,7 +180,8 @@ def junit(path: Path, case: dict[str, Any], *, decision_awaited: bool = True) ->
 @click.option("--poll", type=float, default=5.0, show_default=True)
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False, path_type=Path))
 def submit(server: str, token_env: str, deployment_id: int, version_label: str, model_dir: Path, change_summary: str,
-           base_model: str | None, endpoint: str | None, served_model_id: str, data_categories: tuple[str, ...],
+           base_model: str | None, endpoint: str | None, served_model_id: str, system_prompt_file: Path | None,
+           data_categories: tuple[str, ...],
            kind: str, wait: bool, until: str, timeout: float, poll: float, junit_path: Path | None) -> None:
     """Submit a model version for review from CI (initial deployment or change control)."""
     token = os.environ.get(token_env)
@@ -163,7 +194,10 @@ def submit(server: str, token_env: str, deployment_id: int, version_label: str, 
     if kind == "change" and not change_summary:
         raise SubmitError("a change needs --change-summary")
     click.echo(f"computing the digest of {model_dir} …", err=True)
-    version = {"version_label": version_label, "base_model": base_model or _base_model(model_dir),
+    version = {"version_label": version_label,
+               "base_model": digests.model_id(base_model) if base_model else _base_model(model_dir),
+               "system_prompt_digest": _file_digest(system_prompt_file),
+               "serving_config": _quantization_settings(model_dir),
                "weights_digest": digests.weights_digest(model_dir), "tokenizer_digest": digests.tokenizer_digest(model_dir),
                "endpoint": endpoint or str(model_dir.resolve()), "served_model_id": served_model_id,
                "architecture": _architecture(model_dir), "quantization": _quantization(model_dir),
@@ -196,9 +230,10 @@ def submit(server: str, token_env: str, deployment_id: int, version_label: str, 
         if case["state"] in APPROVED | NOT_APPROVED or done_by_verdict:
             break
         if time.monotonic() > deadline:
-            click.echo(f"timed out after {timeout:.0f} s in state {case['state']}", err=True)
+            message = f"timed out after {timeout:.0f} s in state {case['state']}"
+            click.echo(message, err=True)
             if junit_path:
-                junit(junit_path, case, decision_awaited=until == "decision")
+                junit(junit_path, case, decision_awaited=until == "decision", timed_out=message)
             sys.exit(EXIT_TIMEOUT)
         time.sleep(poll)
     if junit_path:

@@ -5,7 +5,8 @@ from .base import NAMING_CONVENTION, utcnow
 from .deployments import Deployment, ModelVersion
 from .events import Event
 from .records import Dossier, Incident, Notification
-from .review import (Assignment, ChecklistDraft, ChecklistResponse, Comment, ConflictDeclaration, Decision, Meeting,
+from .review import (ApprovalCondition, Assignment, ChecklistDraft, ChecklistResponse, Comment, ConflictDeclaration,
+                     Decision, Meeting,
                      MeetingAttendance, Vote)
 from .simulation import Interaction, LiveWatch, QuerySet, SimulationQuery, SimulationResult
 from .submissions import Classification, ObligationStatus, Submission
@@ -13,7 +14,7 @@ from .users import ApiToken, RoleAssignment, User
 
 __all__ = [
     "NAMING_CONVENTION", "utcnow",
-    "ApiToken", "Assignment", "AuditItemResult", "AuditRun", "ChecklistDraft", "ChecklistResponse", "Classification", "Comment",
+    "ApiToken", "ApprovalCondition", "Assignment", "AuditItemResult", "AuditRun", "ChecklistDraft", "ChecklistResponse", "Classification", "Comment",
     "ConflictDeclaration", "Decision", "Deployment", "Dossier", "Event", "GraderValidation", "Incident", "Interaction",
     "LiveWatch", "Meeting", "MeetingAttendance", "ModelVersion", "Notification", "ObligationStatus", "QuerySet",
     "RoleAssignment", "SimulationQuery", "SimulationResult", "Submission", "User", "Vote",

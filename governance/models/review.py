@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, CheckConstraint, Column, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
-from ..domain import ChecklistAnswer, Outcome, Pathway, VoteMeaning
+from ..domain import ChecklistAnswer, ConditionStatus, Outcome, Pathway, VoteMeaning
 from .base import in_enum, utcnow
 
 
@@ -173,6 +173,32 @@ class Decision(SQLModel, table=True):
     tally: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     #: The quorum record: members present, non-scientists, externals, the rule applied.
     quorum: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class ApprovalCondition(SQLModel, table=True):
+    """One condition of an approval, tracked: who must meet it, by when, with what evidence; a blocking one unmet at
+    its due date suspends the deployment."""
+
+    __tablename__ = "approval_condition"
+    __table_args__ = (in_enum("status", ConditionStatus),
+                      UniqueConstraint("decision_id", "number", name="uq_approval_condition_number"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    decision_id: int = Field(foreign_key="decision.id", index=True)
+    deployment_id: int = Field(foreign_key="deployment.id", index=True)
+    number: int
+    text: str
+    owner_id: int = Field(foreign_key="user_account.id")
+    due_date: date
+    blocking: bool = False
+    status: str = Field(default=ConditionStatus.OPEN.value, max_length=10, index=True)
+    #: What shows it met (a report, a reference to a document), or why the chair waived it.
+    evidence: str = ""
+    closed_by_id: int | None = Field(default=None, foreign_key="user_account.id")
+    closed_at: datetime | None = None
+    #: The reminder before the due date was sent.
+    reminded: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 class Comment(SQLModel, table=True):

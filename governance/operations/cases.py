@@ -15,7 +15,7 @@ from ..config import Settings
 from ..domain import SubmissionKind
 from ..models import Deployment, ModelVersion, Submission, User, utcnow
 from ..permissions import can_manage_deployment, roles_of
-from ..errors import GovernanceError, NotPermitted
+from ..errors import GovernanceError, NotPermitted, TransitionRefused
 from ..schemas import ModelVersionIn
 from ..workflow import SubmissionState
 from .engine import fire
@@ -105,7 +105,22 @@ def submit_model_version(session: Session, settings: Settings, deployment: Deplo
                            title=title, summary=summary)
     if submit:
         fire(session, case, "submit", actor, settings=settings)
+        if settings.auto_screen_changes and case.kind == SubmissionKind.CHANGE:
+            auto_screen(session, settings, case)
     return case
+
+
+def auto_screen(session: Session, settings: Settings, case: Submission) -> bool:
+    """Let the system screen and route a routine change (see the ``auto_screen`` transition). The guards run before
+    anything is written, so a case the rule does not cover stays in the IRB office's intake, with the reason in
+    its history."""
+    try:
+        fire(session, case, "auto_screen", None, settings=settings)
+        return True
+    except TransitionRefused as exc:
+        eventlog.append(session, "auto_screen_declined", actor=None, submission_id=case.id,
+                        deployment_id=case.deployment_id, payload={"guard": exc.guard, "reason": str(exc.reason)})
+        return False
 
 
 def open_continuing_review(session: Session, deployment: Deployment, *, actor: User | None, title: str = "",

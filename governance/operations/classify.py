@@ -25,7 +25,7 @@ def version_record(version: ModelVersion, fallback_descriptor: dict) -> ModelVer
         system_prompt_digest=version.system_prompt_digest, quantization=version.quantization,
         serving_config=dict(version.serving_config or {}),
         finetune_data_categories=list(version.finetune_data_categories or []),
-        continuous_learning=version.continuous_learning,
+        continuous_learning=version.continuous_learning, change_summary=version.change_summary or "",
         descriptor=descriptor_from_dict(descriptor) if descriptor else None)
 
 

@@ -22,6 +22,7 @@ from ..obligations import open_blocking_obligations
 from ..workflow import DECISION_OUTCOMES, DeploymentStatus
 from ..workflow.registry import Context, Registry
 from .audits import open_gate_audit
+from .conditions import record_conditions
 from .classify import classify_submission
 
 #: The effects the transition tables name (the engine reads this registry).
@@ -85,7 +86,7 @@ def classify(ctx: Context) -> None:
 @effect("confirm_classification")
 def confirm_classification(ctx: Context) -> None:
     classification = queries.latest_classification(ctx.session, ctx.submission)
-    classification.confirmed_by_id = ctx.actor.id
+    classification.confirmed_by_id = ctx.actor.id if ctx.actor else None  # None: confirmed by auto-screening
     classification.confirmed_at = ctx.now
     ctx.deployment.nmpa_status = classification.nmpa_status
     ctx.payload["classification_id"] = classification.id
@@ -398,6 +399,11 @@ def record_decision(ctx: Context) -> None:
     ctx.payload.update(decision=decision.id, outcome=outcome, model_version=version.version_label,
                        weights_digest=version.weights_digest, tally=counts, quorum_met=quorum.get("met"),
                        open_blocking_obligations=open_obligations)
+    if outcome == "approved_with_conditions":
+        tracked = record_conditions(ctx.session, decision, ctx.deployment, due=ctx.data.get("conditions_due"),
+                                    blocking=bool(ctx.data.get("conditions_blocking")), now=ctx.now)
+        ctx.payload.update(conditions=[{"id": c.id, "number": c.number, "due_date": c.due_date.isoformat(),
+                                        "blocking": c.blocking} for c in tracked])
     kind = "revisions_required" if outcome == "revisions_required" else "decision"
     _tell_submitter(ctx, kind, body="\n\n".join(t for t in (decision.reason, decision.conditions) if t),
                     outcome=outcome)

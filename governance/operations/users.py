@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlmodel import Session
 
 from .. import eventlog
+from ..config import Settings
 from ..domain import Role
-from ..models import RoleAssignment, User
+from ..models import Event, RoleAssignment, User
 from ..permissions import forget_roles, roles_of
 from ..security import check_password_strength, hash_password, needs_rehash, verify_dummy, verify_password
 from ..errors import GovernanceError
+from . import directory
+
+log = logging.getLogger(__name__)
 
 
 def find_user(session: Session, email: str) -> User | None:
@@ -20,7 +25,8 @@ def find_user(session: Session, email: str) -> User | None:
 
 
 def create_user(session: Session, *, email: str, name: str, roles: list[str], password: str | None,
-                actor: User | None, is_scientist: bool = True, is_affiliated: bool = True, name_zh: str = "") -> User:
+                actor: User | None, is_scientist: bool = True, is_affiliated: bool = True, name_zh: str = "",
+                source: dict | None = None) -> User:
     email = email.strip().lower()
     if "@" not in email:
         raise GovernanceError(f"'{email}' is not an e-mail address")
@@ -40,7 +46,7 @@ def create_user(session: Session, *, email: str, name: str, roles: list[str], pa
     session.flush()
     eventlog.append(session, "user_created", actor=actor, payload={
         "user": user.email, "name": user.name, "roles": sorted(set(roles)), "is_scientist": is_scientist,
-        "is_affiliated": is_affiliated})
+        "is_affiliated": is_affiliated, **(source or {})})
     return user
 
 
@@ -102,13 +108,48 @@ def sign_out(session: Session, user: User, *, source: str = "") -> None:
 
 
 def authenticate(session: Session, email: str, password: str, *, now: datetime | None = None,
-                 source: str = "") -> User | None:
+                 source: str = "", settings: Settings | None = None) -> User | None:
     """The user if the password matches and the account is active; otherwise record the failure.
 
-    Every path verifies one argon2 hash (a dummy one for an unknown, disabled or password-less account), so the
-    answer takes the same time whether the e-mail exists or not. Nothing is locked here: guessing is slowed by
+    The methods of ``settings.auth_methods`` are tried in order (only ``local`` without settings): ``local``
+    checks the account's own hash, ``ldap`` the directory (:func:`directory_sign_in`). When no method signs the
+    person in and the directory could not be asked, :class:`~governance.operations.directory.DirectoryUnavailable`
+    is raised after the failure is recorded: an outage is never reported as a wrong password.
+
+    The local check verifies one argon2 hash (a dummy one for an unknown, disabled or password-less account), so
+    the answer takes the same time whether the e-mail exists or not. Nothing is locked here: guessing is slowed by
     throttling per account and source address (the web layer), which nobody can use to lock out someone else.
     """
+    methods = settings.auth_methods if settings is not None else ("local",)
+    unavailable: directory.DirectoryUnavailable | None = None
+    refused = False
+    for method in methods:
+        if method == "ldap":
+            try:
+                user, refused_here = directory_sign_in(session, settings, email, password, now=now, source=source)
+            except directory.DirectoryUnavailable as exc:
+                unavailable = exc
+                continue
+            refused = refused or refused_here
+        else:
+            user = _local_password(session, email, password)
+        if user is not None:
+            return user
+    user = find_user(session, email)
+    if user is not None:
+        user.failed_logins += 1
+        session.flush()
+    if not refused:  # a refusal wrote its own event
+        payload = {"email": email.strip().lower()[:254], "source": source}
+        if unavailable is not None:
+            payload["directory"] = "unavailable"
+        eventlog.append(session, "login_failed", actor=None, payload=payload, occurred_at=now)
+    if unavailable is not None:
+        raise unavailable
+    return None
+
+
+def _local_password(session: Session, email: str, password: str) -> User | None:
     user = find_user(session, email)
     if user is not None and user.active and user.password_hash:
         matched = verify_password(user.password_hash, password)
@@ -121,9 +162,81 @@ def authenticate(session: Session, email: str, password: str, *, now: datetime |
         user.locked_until = None
         session.flush()
         return user
-    payload = {"email": email.strip().lower()[:254], "source": source}
-    if user is not None:
-        user.failed_logins += 1
-        session.flush()
-    eventlog.append(session, "login_failed", actor=None, payload=payload, occurred_at=now)
     return None
+
+
+# --- sign-in through the directory (LDAP / Active Directory) -------------------------------------------------
+
+def is_directory_account(session: Session, user: User) -> bool:
+    """Whether the account was created by a sign-in through the directory (its ``user_created`` event says so).
+
+    Only such accounts have their roles set to exactly the directory's: roles of a local account that also
+    signs in through the directory are added to, never removed."""
+    created = session.execute(
+        select(Event.payload).where(Event.name == "user_created", Event.payload["user"].as_string() == user.email)
+        .order_by(Event.seq).limit(1)).scalars().first()
+    return bool(created) and created.get("source") == directory.SOURCE
+
+
+def directory_sign_in(session: Session, settings: Settings, email: str, password: str, *,
+                      now: datetime | None = None, source: str = "") -> tuple[User | None, bool]:
+    """Sign in through the directory: ``(user, False)`` on success; ``(None, False)`` when the directory does not
+    know the e-mail or the password is wrong (the caller records the failure); ``(None, True)`` when the person
+    is refused (in no mapped group, or a deactivated account), with a ``login_refused`` event written here.
+
+    On success the account is created on first sign-in (no password: it cannot sign in locally) or its name is
+    updated, and its roles are synced with the directory's groups (:func:`sync_directory_roles`).
+    Raises :class:`~governance.operations.directory.DirectoryUnavailable` when the directory cannot be asked.
+    """
+    email = email.strip().lower()
+    answer = directory.lookup(settings, email, password)
+    if answer.outcome != "ok":
+        return None, False
+    roles = directory.roles_for(settings, answer.groups)
+    user = find_user(session, email)
+    if user is not None and not user.active:
+        _refuse(session, email, source, now, "account deactivated", answer.dn)
+        return None, True
+    if not roles:
+        if user is not None and is_directory_account(session, user):
+            sync_directory_roles(session, user, set(), dn=answer.dn)
+        _refuse(session, email, source, now, "in no group that grants a role", answer.dn)
+        return None, True
+    if user is None:
+        user = create_user(session, email=email, name=(answer.name or email)[:200], roles=sorted(roles), password=None,
+                           actor=None, source={"source": directory.SOURCE, "dn": answer.dn})
+    else:
+        if answer.name and answer.name != user.name:
+            user.name = answer.name[:200]
+        sync_directory_roles(session, user, roles, dn=answer.dn, remove=is_directory_account(session, user))
+    user.failed_logins = 0
+    user.locked_until = None
+    session.flush()
+    return user, False
+
+
+def sync_directory_roles(session: Session, user: User, roles: set[str], *, dn: str, remove: bool = True) -> None:
+    """Give ``user`` the roles the directory grants; with ``remove``, take away every other role. A change ends the
+    account's other sessions and is a ``roles_changed`` event with no actor and ``source: directory``."""
+    rows = list(session.execute(select(RoleAssignment).where(RoleAssignment.user_id == user.id)).scalars())
+    current = {row.role for row in rows}
+    added = sorted(roles - current)
+    removed = sorted(current - roles) if remove else []
+    if not added and not removed:
+        return
+    for row in rows:
+        if row.role in removed:
+            session.delete(row)
+    for role in added:
+        session.add(RoleAssignment(user_id=user.id, role=role, granted_by_id=None))
+    _end_sessions(user)
+    session.flush()
+    forget_roles(user)
+    eventlog.append(session, "roles_changed", actor=None, payload={
+        "user": user.email, "added": added, "removed": removed, "source": directory.SOURCE, "dn": dn})
+
+
+def _refuse(session: Session, email: str, source: str, now: datetime | None, reason: str, dn: str) -> None:
+    log.info("sign-in through the directory refused for %s: %s", email, reason)
+    eventlog.append(session, "login_refused", actor=None, occurred_at=now, payload={
+        "email": email[:254], "source": source, "reason": reason, "directory": directory.SOURCE, "dn": dn})

@@ -26,11 +26,11 @@ from .. import anchor, jobs, queries
 from ..audit.store import errored_runs, stale_runs
 from ..config import Settings
 from ..db import make_session_factory
-from ..domain import DeploymentStatus, Role, SuspensionCause
+from ..domain import ConditionStatus, DeploymentStatus, Role, SuspensionCause
 from ..dossier.keys import SigningKeyError, paths as key_paths
 from ..errors import GovernanceError
 from ..gate import retry_due
-from ..models import AuditRun, Deployment, Submission, User, utcnow
+from ..models import ApprovalCondition, AuditRun, Deployment, Submission, User, utcnow
 from ..monitoring.policy import load_monitoring
 from ..notify import notify, people_with_roles, send_emails
 from ..operations.cases import open_continuing_review
@@ -42,6 +42,8 @@ from .reaudit import review_reaudit, start_reaudit, unreviewed_reaudits
 log = logging.getLogger(__name__)
 #: An audit without a heartbeat for this long is taken to have lost its worker and is resumed.
 STALE_AUDIT_AFTER = timedelta(minutes=15)
+#: The owner of a condition of approval is reminded this long before its due date.
+CONDITION_REMINDER = timedelta(days=14)
 
 
 @dataclass
@@ -57,6 +59,8 @@ class TickReport:
     #: The sequence number a signed checkpoint of the event log anchored in this pass.
     checkpoint: int | None = None
     emails: int = 0
+    #: Conditions of approvals: reminders sent and deployments suspended for an overdue blocking one.
+    conditions: list[dict[str, Any]] = field(default_factory=list)
     #: The live watch: samples deleted and graded per deployment, signals.
     watch: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -75,6 +79,9 @@ class TickReport:
                 for r in self.reviewed]
         if self.resumed_audits:
             out.append(f"  resumed audits: {', '.join(map(str, self.resumed_audits))}")
+        for c in self.conditions:
+            out.append(f"  condition {c['condition']}: owner reminded" if c.get("reminded") else
+                       f"  suspended: deployment {c['deployment']} — blocking condition(s) {c['suspended']} overdue")
         for w in self.watch:
             if w.get("deleted") or w.get("graded") or w.get("error"):
                 out.append(f"  live watch: deployment {w['deployment']} — {w.get('graded', 0)} graded, "
@@ -96,15 +103,15 @@ class TickReport:
         return {"now": self.now.isoformat(), "reminders": self.reminders, "suspended": self.suspended,
                 "expired": self.expired, "reaudits": self.reaudits, "reviewed": self.reviewed,
                 "resumed_audits": self.resumed_audits, "dossiers": self.dossiers, "emails": self.emails,
-                "checkpoint": self.checkpoint, "watch": self.watch, "errors": self.errors}
+                "checkpoint": self.checkpoint, "conditions": self.conditions, "watch": self.watch, "errors": self.errors}
 
 
 def tick(engine: Engine, settings: Settings, now: datetime | None = None) -> TickReport:
     """One pass of everything due at ``now`` (default: the current time)."""
     report = TickReport(now=now or utcnow())
     factory = make_session_factory(engine)
-    for step in (_reminders, _suspend_overdue, _expire_lapsed, _reaudits, _review_reaudits, _resume_stalled,
-                 _live_watch, _dossiers, _anchor):
+    for step in (_reminders, _suspend_overdue, _conditions, _expire_lapsed, _reaudits, _review_reaudits,
+                 _resume_stalled, _live_watch, _dossiers, _anchor):
         with factory() as session:
             try:
                 step(session, settings, report)
@@ -117,6 +124,43 @@ def tick(engine: Engine, settings: Settings, now: datetime | None = None) -> Tic
     except Exception as exc:  # pragma: no cover - send_emails already logs SMTP failures
         report.errors.append(f"emails: {exc}")
     return report
+
+
+def _conditions(session: Session, settings: Settings, report: TickReport) -> None:
+    """The scheduler's step: remind owners before the due date (once), and suspend a deployment whose blocking
+    condition is past due (the suspension's event says which)."""
+    now = report.now
+    today = now.date()
+    done = report.conditions
+    for condition in list(session.execute(select(ApprovalCondition).where(
+            ApprovalCondition.status == ConditionStatus.OPEN, ApprovalCondition.reminded.is_(False),
+            ApprovalCondition.due_date <= today + CONDITION_REMINDER)).scalars()):
+        deployment = session.get(Deployment, condition.deployment_id)
+        condition.reminded = True
+        notify(session, settings, [session.get(User, condition.owner_id)], kind="condition_due",
+               subject=f"Condition {condition.number} of the approval of {deployment.name} is due on "
+                       f"{condition.due_date.isoformat()}",
+               body=f"{condition.text}\n\nRecord what shows it met on the deployment's page."
+                    + (" It is blocking: the deployment is suspended if it is still open on its due date."
+                       if condition.blocking else ""),
+               link=f"/deployments/{deployment.id}#conditions", dedupe_key=f"condition-due:{condition.id}", now=now)
+        session.commit()
+        done.append({"condition": condition.id, "reminded": True})
+    for deployment in list(session.execute(select(Deployment).where(
+            Deployment.status == DeploymentStatus.ACTIVE)).scalars()):
+        overdue = queries.overdue_blocking(session, deployment, today)
+        if not overdue:
+            continue
+        listed = "; ".join(f"{c.number}. {c.text[:120]} (due {c.due_date.isoformat()})" for c in overdue)
+        fire(session, deployment, "suspend", None, {
+            "reason": f"blocking condition(s) of the approval not met by their due date: {listed}",
+            "cause": SuspensionCause.CONDITION_UNMET.value}, settings=settings, now=now)
+        notify(session, settings, [session.get(User, deployment.owner_id),
+                                   *people_with_roles(session, Role.IRB_CHAIR)], kind="suspended",
+               subject=f"{deployment.name} is suspended: a blocking condition of its approval is overdue",
+               body=listed, link=f"/deployments/{deployment.id}#conditions", now=now)
+        session.commit()
+        done.append({"deployment": deployment.id, "suspended": [c.id for c in overdue]})
 
 
 def _live_watch(session: Session, settings: Settings, report: TickReport) -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 
 from ..db import get_session
 from ..extensions import limiter
+from ..operations.directory import DirectoryUnavailable, check_settings
 from ..operations.users import authenticate, sign_out
 from . import sessions
 from .access import me
@@ -17,6 +18,12 @@ from .forms import ConfirmForm, LoginForm
 from .i18n import LOCALES
 
 bp = Blueprint("auth", __name__)
+
+
+@bp.record_once
+def _check_directory_settings(state) -> None:
+    """Stop at start when ``ldap_group_roles`` names a role that does not exist (config cannot know the roles)."""
+    check_settings(state.app.config["GOVERNANCE"])
 
 
 def _safe_next(target: str | None) -> str:
@@ -38,7 +45,16 @@ def login():
         return redirect(url_for("dashboard.index"))
     form = LoginForm()
     if form.validate_on_submit():
-        user = authenticate(get_session(), form.email.data, form.password.data, source=sessions.address())
+        settings = current_app.config["GOVERNANCE"]
+        try:
+            user = authenticate(get_session(), form.email.data, form.password.data, source=sessions.address(),
+                                settings=settings)
+        except DirectoryUnavailable:  # logged with its cause; never reported as a wrong password
+            if "local" in settings.auth_methods:  # a local password was checked too and did not match
+                sessions.note_failed_attempt()
+            flash(_("Sign-in through the hospital directory is unavailable right now. Try again later or ask "
+                    "the administrator."), "error")
+            return render_template("auth/login.html", form=form), 200
         if user is not None:
             login_user(user)
             sessions.begin(user)

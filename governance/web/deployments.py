@@ -15,14 +15,17 @@ from ..classification.rules import load_ruleset
 from ..datafiles import DataFileError
 from ..db import get_session
 from ..domain import TERMINAL_STATES, Role
-from ..models import Deployment, Dossier, Event, Incident, ModelVersion, Submission, User
+from ..errors import NotPermitted
+from ..models import ApprovalCondition, Deployment, Dossier, Event, Incident, ModelVersion, Submission, User, utcnow
+from ..operations.conditions import conditions_of, meet_condition, waive_condition
 from ..monitoring.trends import accuracy_trend, live_watch
 from ..operations import GovernanceError, TransitionRefused, actions_for
 from ..operations.cases import open_continuing_review, register_deployment, submit_model_version, update_descriptor
 from ..permissions import can_manage_deployment, deployment_visibility_clause, visibility_clause
 from .access import me, require_roles, roles
 from .actions import fire_posted_action, refusal_reason
-from .forms import ConfirmForm, DescriptorForm, VersionForm, action_form_class, demo_endpoint_choices
+from .forms import (ConditionCloseForm, ConfirmForm, DescriptorForm, VersionForm, action_form_class,
+                    demo_endpoint_choices)
 from .listing import paginate
 
 bp = Blueprint("deployments", __name__, url_prefix="/deployments")
@@ -107,6 +110,7 @@ def show(deployment_id: int):
                        load_ruleset(current_app.config["GOVERNANCE"].regulations_dir))
     trend = accuracy_trend(session, deployment)
     watch = live_watch(session, deployment)
+    conditions = conditions_of(session, deployment)
     settings = current_app.config["GOVERNANCE"]
     actions = actions_for(session, deployment, me(), settings)
     forms = {a.transition.event: action_form_class(a.transition)(prefix=a.transition.event) for a in actions
@@ -117,7 +121,10 @@ def show(deployment_id: int):
     can_manage = can_manage_deployment(session, me(), deployment)
     return render_template("deployments/show.html", deployment=deployment, versions=versions, cases=cases,
                            history=history, dossiers=dossiers, preview=preview, trend=trend, actions=actions,
-                           forms=forms, incidents=incidents, watch=watch, suspension=queries.latest_suspension(session, deployment)
+                           forms=forms, incidents=incidents, watch=watch, conditions=conditions,
+                           condition_form=ConditionCloseForm, today=utcnow().date(),
+                           may_close=lambda c: c.owner_id == me().id or Role.IRB_CHAIR in roles(),
+                           is_chair=Role.IRB_CHAIR in roles(), suspension=queries.latest_suspension(session, deployment)
                            if deployment.status == "suspended" else None,
                            open_continuing=queries.open_continuing_review(session, deployment),
                            can_open_continuing=can_manage and deployment.approved_version_id is not None
@@ -131,6 +138,33 @@ def act(deployment_id: int, event: str):
     """Suspend, reinstate or retire (the chair; retire also the admin): the engine checks roles and guards."""
     deployment = _visible(deployment_id)
     return fire_posted_action(deployment, event, url_for("deployments.show", deployment_id=deployment.id))
+
+
+@bp.post("/<id:deployment_id>/conditions/<id:condition_id>/<any(meet, waive):action>")
+@login_required
+def close_condition(deployment_id: int, condition_id: int, action: str):
+    """Record a condition of approval met (its owner or the chair, with evidence) or waived (the chair)."""
+    deployment = _visible(deployment_id)
+    condition = get_session().get(ApprovalCondition, condition_id)
+    if condition is None or condition.deployment_id != deployment.id:
+        abort(404)
+    form = ConditionCloseForm(prefix=f"condition{condition.id}")
+    back = url_for("deployments.show", deployment_id=deployment.id, _anchor="conditions")
+    if not form.validate_on_submit():
+        flash(_("Say what shows it (at least 10 characters)."), "error")
+        return redirect(back, code=303)
+    closing = meet_condition if action == "meet" else waive_condition
+    try:
+        closing(get_session(), condition, form.text.data, actor=me(), now=utcnow())
+    except NotPermitted as exc:
+        abort(403, str(exc))
+    except GovernanceError as exc:
+        flash(str(exc), "error")
+        return redirect(back, code=303)
+    get_session().commit()
+    flash(_("Condition %(number)s recorded as %(status)s.", number=condition.number, status=_(condition.status)),
+          "success")
+    return redirect(back, code=303)
 
 
 @bp.post("/<id:deployment_id>/continuing")

@@ -139,10 +139,10 @@ def _yes_no(label, **kwargs) -> SelectField:
 
 def _descriptor_select(field: str, label, **kwargs) -> SelectField:
     return chosen_select(label, _pairs(field), **kwargs)
-BOOL_FIELDS = ("outputs_used_for_diagnosis_or_treatment", "assisted_decision_making", "time_critical",
-               "hcp_can_independently_review_basis", "generative", "public_facing", "deidentified",
-               "cross_border_transfer", "human_genetic_resources", "issues_prescriptions", "on_premises",
-               "continuous_learning")
+BOOL_FIELDS = ("outputs_used_for_diagnosis_or_treatment", "medical_purpose", "assisted_decision_making",
+               "time_critical", "hcp_can_independently_review_basis", "generative", "public_facing", "deidentified",
+               "anonymised", "cross_border_transfer", "human_genetic_resources", "issues_prescriptions",
+               "on_premises", "continuous_learning")
 
 
 class DescriptorForm(FlaskForm):
@@ -162,6 +162,11 @@ class DescriptorForm(FlaskForm):
     outputs_used_for_diagnosis_or_treatment = _yes_no(
         _l("Outputs used for diagnosis or treatment"),
         description=_l("NMPA step A1: a medical purpose."))
+    medical_purpose = _yes_no(
+        _l("Intended medical purpose"),
+        description=_l("Diagnosis, prevention, monitoring, prediction or treatment of disease. No for research, "
+                       "hospital administration and wellness or health-management tools: images or signals alone "
+                       "then do not make it a device (FDA, EU MDR, NMPA step A1)."))
     input_data = MultiCheckboxField(_l("Input data"), choices=_choices("input_data"), validators=[DataRequired()],
                                     description=_l("Images, physiological signals, IVD and wearable data are "
                                                    "medical-device data (NMPA step A2)."))
@@ -174,18 +179,31 @@ class DescriptorForm(FlaskForm):
     time_critical = _yes_no(_l("Time-critical use"))
     hcp_can_independently_review_basis = _yes_no(_l("Professionals can independently review the basis"))
     generative = _yes_no(_l("Generative"))
-    public_facing = _yes_no(_l("Offered to the public"))
+    public_facing = _yes_no(
+        _l("Offered to the public"),
+        description=_l("Yes also for the hospital's own patients using it through the hospital's app, website or "
+                       "public account: they are the public under the Generative AI Measures (Art. 2). No only for "
+                       "use by staff inside the hospital."))
     personal_information = _descriptor_select("personal_information", _l("Personal information"),
                                               description=_l("Medical health data is sensitive personal information "
                                                       "(PIPL)."))
     deidentified = _yes_no(_l("De-identified"))
+    anonymised = _yes_no(
+        _l("Anonymised"),
+        description=_l("No person can be identified and the data cannot be restored (PIPL Art. 73(4)). "
+                       "De-identified (pseudonymised) data is still personal information and needs consent."))
     cross_border_transfer = _yes_no(_l("Cross-border transfer"))
     human_genetic_resources = _yes_no(
         _l("Human genetic resources"),
         description=_l("Genetic information such as genes and genomes. Clinical, imaging, protein and metabolic data "
                        "alone are not human genetic resources information (Implementing Rules 2023, Art. 2)."))
     autonomy = _descriptor_select("autonomy", _l("Autonomy"),
-                                  description=_l("High: acts or decides without a clinician confirming each output."))
+                                  description=_l("Assistive: a clinician confirms each output. Informs directly: "
+                                                 "answers patients or the public without a clinician confirming "
+                                                 "each answer, with information or triage advice only; a physician "
+                                                 "still diagnoses and prescribes. High: decides or acts without a "
+                                                 "clinician confirming each output, e.g. issues a diagnosis, report "
+                                                 "or prescription (prohibited when it replaces the physician)."))
     issues_prescriptions = _yes_no(_l("Issues prescriptions without a physician"),
                                    description=_l("Prohibited (NHC internet diagnosis rules)."))
     severity_if_wrong = _descriptor_select("severity_if_wrong", _l("Severity if wrong"))
@@ -199,7 +217,9 @@ class DescriptorForm(FlaskForm):
         return data
 
     def fill(self, descriptor: dict) -> None:
-        for name, value in descriptor.items():
+        # a descriptor stored before a field existed shows that field's default, as the classifier reads it
+        defaults = {name: info.default for name, info in Descriptor.model_fields.items() if not info.is_required()}
+        for name, value in {**defaults, **descriptor}.items():
             if name in self:
                 self[name].data = ("true" if value else "false") if name in BOOL_FIELDS else value
 
@@ -413,3 +433,10 @@ class IncidentForm(FlaskForm):
 
 class AdverseEventForm(FlaskForm):
     reference = StringField(_l("National adverse-event report number"), validators=[DataRequired(), Length(max=200)])
+
+
+class ConditionCloseForm(FlaskForm):
+    """What shows a condition of approval met (its owner or the chair), or why the chair waives it."""
+
+    text = TextAreaField(_l("Evidence or reason"), validators=[DataRequired(), Length(min=10, max=4000)],
+                         description=_l("A report, a document reference or a measurement; for a waiver, the reason."))

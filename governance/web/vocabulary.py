@@ -57,6 +57,8 @@ TERMS: frozenset[str] = frozenset({
     N_("outputs used for diagnosis or treatment"), N_("input data"), N_("assisted decision making"),
     N_("algorithm maturity"), N_("time critical"), N_("hcp can independently review basis"), N_("generative"),
     N_("public facing"), N_("personal information"), N_("deidentified"), N_("cross border transfer"),
+    N_("anonymised"), N_("medical purpose"), N_("auto screen"), N_("auto screen declined"),
+    N_("condition unmet"), N_("condition met"), N_("condition waived"), N_("met"), N_("waived"),
     N_("human genetic resources"), N_("autonomy"), N_("issues prescriptions"), N_("severity if wrong"),
     N_("on premises"), N_("continuous learning"),
     # ... and its values
@@ -69,7 +71,7 @@ TERMS: frozenset[str] = frozenset({
     N_("medical images"), N_("physiological signals"), N_("ivd data"), N_("wearable device data"),
     N_("emr text"), N_("patient self report"), N_("test report conclusions"), N_("prescriptions"),
     N_("administrative documents"), N_("literature"),
-    N_("high"), N_("low"), N_("none"), N_("personal"), N_("sensitive"), N_("assistive"),
+    N_("high"), N_("low"), N_("none"), N_("personal"), N_("sensitive"), N_("assistive"), N_("informs directly"),
     N_("negligible"), N_("non serious"),
     # audit dimensions
     N_("adversarial robustness"), N_("ai accountability"), N_("autonomy patient rights"),

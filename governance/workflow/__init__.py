@@ -142,6 +142,11 @@ SUBMISSION_TRANSITIONS: tuple[Transition, ...] = tuple([
     *_each(S.DRAFT, "file", S.SUBMITTED, {SYSTEM}, N_("File (opened by the system)"),
            guards=("case_opened_by_the_system", "model_version_identified", "descriptor_valid"),
            effects=("stamp_submitted",)),
+    # a routine change (the institution's setting ``auto_screen_changes``): screened, classified and routed by the
+    # system, straight to its audit; anything the rule does not cover waits for the IRB office
+    *_each(S.SUBMITTED, "auto_screen", S.AUDITING, {SYSTEM}, N_("Screened automatically and routed"),
+           guards=("auto_screen_eligible", "descriptor_valid"),
+           effects=("classify", "confirm_classification", "route", "start_audit")),
     *_each(S.SUBMITTED, "start_screening", S.SCREENING, CHAIR, N_("Start screening"),
            guards=("not_own_case", "actor_not_recused")),
     *_each(S.SCREENING, "return_to_submitter", S.RETURNED, CHAIR, N_("Return to submitter"),
@@ -240,7 +245,14 @@ SUBMISSION_TRANSITIONS: tuple[Transition, ...] = tuple([
            N_("Record decision: approved with conditions"),
            guards=(*_decision_guards, "audit_passed", "not_prohibited", "decision_supported_by_votes"),
            effects=("record_decision", "apply_approval", "emit_dossier"),
-           fields=(FieldSpec("conditions", N_("Conditions of approval"), kind="textarea"),), decisive=True),
+           fields=(FieldSpec("conditions", N_("Conditions of approval"), kind="textarea",
+                             help=N_("One condition per line: each is tracked with the deployment's owner as its "
+                                     "owner.")),
+                   FieldSpec("conditions_due", N_("Conditions due by (YYYY-MM-DD)"), kind="date", required=False,
+                             help=N_("Default: 90 days from today.")),
+                   FieldSpec("conditions_blocking", N_("Suspend the deployment if a condition is still open on its "
+                                                       "due date"), kind="bool", required=False)),
+           decisive=True),
     *_each(S.IN_REVIEW, "require_revisions", S.REVISIONS_REQUIRED, CHAIR, N_("Record decision: revisions required"),
            guards=(*_decision_guards, "decision_supported_by_votes"), effects=("record_decision", "emit_dossier"),
            fields=(REASON,), decisive=True),
@@ -274,7 +286,8 @@ DEPLOYMENT_TRANSITIONS: tuple[Transition, ...] = tuple([
     *_each(D.ACTIVE, "suspend", D.SUSPENDED, CHAIR | {SYSTEM}, N_("Suspend"), guards=("suspension_cause_allowed",),
            effects=("record_suspension",), fields=(REASON, CAUSE), decisive=True),
     *_each(D.SUSPENDED, "reinstate", D.ACTIVE, CHAIR, N_("Reinstate"),
-           guards=("justification_given", "continuing_review_not_overdue", "approved_digest_is_served"),
+           guards=("justification_given", "continuing_review_not_overdue", "approved_digest_is_served",
+                   "blocking_conditions_settled"),
            effects=("record_reinstatement",), fields=(JUSTIFICATION,), decisive=True),
     *_each(D.SUSPENDED, "renew", D.ACTIVE, {SYSTEM}, N_("Reactivate after an approved review"),
            effects=("schedule_monitoring",), fields=(REASON,)),

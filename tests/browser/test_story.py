@@ -116,6 +116,7 @@ def test_the_whole_review_story_in_the_browser(browser: Browser, live_server, li
                             "algorithm_maturity": "low", "time_critical": "false",
                             "hcp_can_independently_review_basis": "true", "generative": "true",
                             "public_facing": "false", "personal_information": "none", "deidentified": "false",
+                            "medical_purpose": "true", "anonymised": "false",
                             "cross_border_transfer": "false", "human_genetic_resources": "false",
                             "autonomy": "assistive", "issues_prescriptions": "false",
                             "severity_if_wrong": "negligible", "on_premises": "true",
