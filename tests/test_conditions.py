@@ -4,6 +4,7 @@ still open at its due date suspends the deployment, which the chair can reinstat
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -106,3 +107,19 @@ def test_a_condition_that_does_not_block_only_reminds(app, factory):
 def test_by_default_conditions_are_due_in_90_days_and_the_past_is_refused(factory):
     deployment = _approve_with_conditions(factory, blocking=False, due=None)
     assert {c.due_date for c in _conditions(factory, deployment)} == {(utcnow() + timedelta(days=90)).date()}
+
+
+def test_the_shell_lists_and_closes_conditions(factory, runner):
+    deployment = _approve_with_conditions(factory, blocking=True, due=(utcnow() + timedelta(days=30)).date())
+    listed = runner.invoke("condition", "list", str(deployment.id), "--json")
+    assert listed.exit_code == 0, listed.output
+    rows = json.loads(listed.stdout)
+    assert [r["number"] for r in rows] == [2, 1] and all(r["status"] == "open" and r["blocking"] for r in rows)
+    both = runner.invoke("condition", "close", str(rows[1]["id"]), "--as", factory.person("submitter").email)
+    assert both.exit_code != 0 and "exactly one of --met" in both.output
+    done = runner.invoke("condition", "close", str(rows[1]["id"]), "--as", factory.person("submitter").email,
+                         "--met", "Report of 2027-01 filed as DOC-17.")
+    assert done.exit_code == 0 and "condition 1 of deployment" in done.stdout and ": met" in done.stdout
+    refused = runner.invoke("condition", "close", str(rows[0]["id"]), "--as", factory.person("submitter").email,
+                            "--waive", "We would rather not do it.")
+    assert refused.exit_code != 0 and "only the chair waives" in refused.output

@@ -15,6 +15,8 @@ from governance.models import Deployment, ModelVersion
 from governance.modelcard import NAMESPACE, NOT_PROVIDED, ModelCardInvalid, ModelCardRefused, validate
 from governance.modelcard.chai import SCHEMA_FILE, schema
 
+from .factories import PASSWORD
+
 SHARED_EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "standards" / "chai-model-card" / "examples"
 MC = {"mc": NAMESPACE}
 
@@ -82,3 +84,24 @@ def test_an_element_removed_from_a_card_fails_validation_naming_it(approved, ses
     facts.remove(facts.find("mc:ModelType", namespaces=MC))
     with pytest.raises(ModelCardInvalid, match=r"/AppliedModelCard/TrustIngredients/AISystemFacts.*ModelType"):
         validate(root)
+
+
+def test_the_registry_offers_the_card_for_download_to_compliance(approved, factory, client):
+    compliance = factory.person("compliance")
+    assert client.post("/login", data={"email": compliance.email, "password": PASSWORD}).status_code == 302
+    page = client.get("/registry").get_data(as_text=True)
+    link = f"/registry/{approved[1].id}/modelcard.xml"
+    assert link in page
+    response = client.get(link)
+    assert response.status_code == 200 and response.mimetype == "application/xml"
+    assert "attachment" in response.headers["Content-Disposition"]
+    document = etree.fromstring(response.data)
+    assert schema().validate(document), schema().error_log
+    as_json = client.get(f"/registry/{approved[1].id}/modelcard.json")
+    assert as_json.status_code == 200 and "AppliedModelCard" in json.loads(as_json.data)
+
+
+def test_the_card_download_is_for_the_registry_roles_only(approved, factory, client):
+    submitter = factory.person("submitter")
+    assert client.post("/login", data={"email": submitter.email, "password": PASSWORD}).status_code == 302
+    assert client.get(f"/registry/{approved[1].id}/modelcard.xml").status_code == 403

@@ -33,6 +33,8 @@ COMMANDS = {
     "version": ("cases:version", "Model versions."),
     "case": ("cases:case", "Open cases (submissions)."),
     "meeting": ("cases:meeting", "Full-board meetings."),
+    "condition": ("cases:condition", "Conditions of approval: list them, record one met (with evidence) or waive "
+                                     "it (the chair)."),
     "obligation": ("cases:obligation", "Obligations named by classifications."),
     "checklist": ("cases:checklist", "Review checklists."),
     "classify": ("classify:classify", "Classify deployment descriptors (China / US / EU), or assess a change's "

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+from flask.cli import with_appcontext
 
 from .. import digests
 from ..classification.descriptor import load_descriptor
@@ -192,3 +193,54 @@ def checklist_show(submission_id: int, template: bool, lang: str) -> None:
     for item in items:
         click.echo(f"  {item.id}{'' if item.required else ' (optional)'}: {item.text.get(lang)}")
         click.echo(f"      evidence: {item.evidence.get(lang)}")
+
+
+@click.group()
+def condition() -> None:
+    """Conditions of approval: list them, record one met (with evidence) or waive it (the chair)."""
+
+
+@condition.command("list")
+@click.argument("deployment_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def condition_list(deployment_id: int, as_json: bool) -> None:
+    """A deployment's conditions of approval, newest first."""
+    from ..operations.conditions import conditions_of
+
+    deployment = get_session().get(Deployment, deployment_id)
+    if deployment is None:
+        raise GovernanceError(f"no deployment {deployment_id}")
+    rows = [{"id": c.id, "number": c.number, "text": c.text, "due_date": c.due_date.isoformat(),
+             "blocking": c.blocking, "status": c.status, "evidence": c.evidence}
+            for c in conditions_of(get_session(), deployment)]
+    if as_json:
+        echo_json(rows)
+        return
+    for c in rows:
+        click.echo(f"{c['id']:>4}  #{c['number']} {c['status']:<7} due {c['due_date']}"
+                   f"{' BLOCKING' if c['blocking'] else ''}  {c['text']}")
+
+
+@condition.command("close")
+@click.argument("condition_id", type=int)
+@click.option("--as", "email", required=True, help="The owner or the chair.")
+@click.option("--met", "evidence", default=None, help="What shows it met (a report, a document reference).")
+@click.option("--waive", "reason", default=None, help="Why the chair waives it.")
+@transactional
+def condition_close(condition_id: int, email: str, evidence: str | None, reason: str | None) -> None:
+    """Record a condition met (--met EVIDENCE) or waived (--waive REASON); each is an event."""
+    from ..models import ApprovalCondition, utcnow
+    from ..operations.conditions import meet_condition, waive_condition
+
+    if (evidence is None) == (reason is None):
+        raise click.UsageError("give exactly one of --met EVIDENCE or --waive REASON")
+    found = get_session().get(ApprovalCondition, condition_id)
+    if found is None:
+        raise GovernanceError(f"no condition {condition_id}")
+    actor = user_by_email(email)
+    if evidence is not None:
+        meet_condition(get_session(), found, evidence, actor=actor, now=utcnow())
+    else:
+        waive_condition(get_session(), found, reason, actor=actor, now=utcnow())
+    click.echo(f"condition {found.number} of deployment {found.deployment_id}: {found.status}")

@@ -145,6 +145,27 @@ def export_csv():
     return send_file(buffer, mimetype="text/csv", as_attachment=True, download_name="ai-registry.csv")
 
 
+@bp.get("/registry/<id:deployment_id>/modelcard.<any(xml, json):ext>")
+@require_roles(*REGISTRY_ROLES)
+def model_card(deployment_id: int, ext: str):
+    """The Applied Model Card (CHAI schema v0.2, validated against the vendored XSD) of the approved version, for
+    the hospital to hand to others; ``?version=`` names another approved version."""
+    from ..modelcard import export
+
+    deployment = get_session().get(Deployment, deployment_id)
+    if deployment is None:
+        abort(404)
+    try:
+        label, document = export(get_session(), current_app.config["GOVERNANCE"], deployment,
+                                 request.args.get("version") or None, "chai-xml" if ext == "xml" else "json")
+    except GovernanceError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("registry.index"), code=303)
+    name = f"modelcard-{deployment.id}-{label}.{ext}".replace("/", "_")
+    return send_file(io.BytesIO(document), mimetype="application/xml" if ext == "xml" else "application/json",
+                     as_attachment=True, download_name=name)
+
+
 @bp.get("/registry.xlsx")
 @require_roles(*REGISTRY_ROLES)
 def export_xlsx():
