@@ -8,12 +8,14 @@ could not be sent keeps ``emailed_at`` empty and is retried by the next schedule
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import smtplib
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from email.message import EmailMessage
+from pathlib import Path
 
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
@@ -22,6 +24,7 @@ from sqlmodel import Session
 from . import jobs
 from .config import Settings
 from .domain import N_
+from .languages import language_of
 from .db import make_session_factory
 from .models import Notification, RoleAssignment, User, utcnow
 
@@ -30,9 +33,9 @@ log = logging.getLogger(__name__)
 EMAIL_RETRY_WINDOW = timedelta(days=7)
 
 
-#: The subjects of the notifications of review steps, by kind. They are stored in English (a person has no
-#: language preference yet); :func:`step_subject_parts` gives a page the template and its values back, so it
-#: shows them in the reader's language.
+#: The subjects of the notifications of review steps, by kind. They are stored in English; :func:`step_subject_parts`
+#: gives the template and its values back, so a page shows them in the reader's language and an e-mail in the
+#: recipient's.
 STEP_SUBJECTS = {
     "assignment": N_("Case #%(case)s: you are assigned as a reviewer (due %(due)s)"),
     "return": N_("Case #%(case)s: returned to you by the IRB office"),
@@ -91,13 +94,43 @@ def notify(session: Session, settings: Settings, recipients: Iterable[User | Non
     return created
 
 
+#: The catalogue folder of each language a person may choose (English is the source language).
+CATALOGUES = {"zh": "zh_Hans_CN"}
+TRANSLATIONS_DIR = Path(__file__).with_name("translations")
+FOOTER = N_("%(institution)s ethics review")
+
+
+@functools.lru_cache(maxsize=4)
+def _translations(language: str):
+    from babel.support import NullTranslations, Translations
+
+    folder = CATALOGUES.get(language)
+    return Translations.load(str(TRANSLATIONS_DIR), [folder]) if folder else NullTranslations()
+
+
+def email_language(settings: Settings, user: User) -> str:
+    """``"zh"`` or ``"en"``: the person's own language, else the instance's default."""
+    return language_of(user.language or settings.default_locale)
+
+
 def _message(settings: Settings, note: Notification, user: User) -> EmailMessage:
+    """The e-mail of a notification in the recipient's language: a review step's subject is translated from its
+    template (the values stay as stored), and so is the footer; other texts are sent as they were written."""
+    language = email_language(settings, user)
+    gettext = _translations(language).gettext
+    subject = note.subject
+    parts = step_subject_parts(note.kind, note.subject)
+    if parts is not None:
+        template, values = parts
+        subject = gettext(template) % values
     message = EmailMessage()
     message["From"] = settings.smtp_sender
     message["To"] = f"{user.name} <{user.email}>"
-    message["Subject"] = f"[IRB] {note.subject}"
+    message["Subject"] = f"[IRB] {subject}"
     link = f"\n\n{settings.server_name_url.rstrip('/')}{note.link}" if note.link else ""
-    message.set_content(f"{note.body or note.subject}{link}\n\n— {settings.institution_name} ethics review\n")
+    footer = gettext(FOOTER) % {"institution": settings.institution_name_zh if language == "zh"
+                                else settings.institution_name}
+    message.set_content(f"{note.body or subject}{link}\n\n— {footer}\n")
     return message
 
 

@@ -33,6 +33,9 @@ class User(SQLModel, table=True):
     #: Bumped at sign-out, password change, role change and deactivation: a web session remembers the epoch it
     #: began in and is refused once they differ (every session of the account ends at once).
     session_epoch: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    #: The person's language for pages and e-mails (a locale code the interface offers); empty: the browser's,
+    #: else the instance's default.
+    language: str = Field(default="", max_length=10, sa_column_kwargs={"server_default": ""})
     created_at: datetime = Field(default_factory=utcnow)
 
     # Flask-Login protocol

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from .. import eventlog
+from ..languages import LOCALES
 from ..config import Settings
 from ..domain import Role
 from ..models import Event, RoleAssignment, User
@@ -93,6 +94,22 @@ def set_password(session: Session, user: User, password: str, *, actor: User | N
     _end_sessions(user)
     session.flush()
     eventlog.append(session, "password_changed", actor=actor, payload={"user": user.email})
+
+
+#: The languages a person may choose (the interface's locale codes; empty: the browser's, else the instance's).
+LANGUAGES = ("", *LOCALES)
+
+
+def set_language(session: Session, user: User, language: str, *, actor: User | None) -> None:
+    """The person's language for pages and e-mails (an event, like every change to an account)."""
+    if language not in LANGUAGES:
+        raise GovernanceError(f"language must be one of {', '.join(repr(code) for code in LANGUAGES)}")
+    if user.language == language:
+        return
+    before, user.language = user.language, language
+    session.flush()
+    eventlog.append(session, "language_changed", actor=actor, payload={"user": user.email, "from": before,
+                                                                          "to": language})
 
 
 def _end_sessions(user: User) -> None:

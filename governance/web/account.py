@@ -12,11 +12,11 @@ from ..extensions import limiter
 from ..models import ApiToken
 from ..operations import GovernanceError
 from ..operations.tokens import create_token, revoke_token
-from ..operations.users import set_password
+from ..operations.users import set_language, set_password
 from ..security import WeakPasswordError, verify_password
 from . import sessions
 from .access import me
-from .forms import PasswordChangeForm, TokenForm
+from .forms import LanguageForm, PasswordChangeForm, TokenForm
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
@@ -32,13 +32,28 @@ def _page(token_form=None, password_form=None, new_token: str | None = None):
     tokens = get_session().execute(select(ApiToken).where(ApiToken.user_id == me().id)
                                    .order_by(ApiToken.id.desc())).scalars().all()
     return render_template("account/index.html", tokens=tokens, token_form=token_form or TokenForm(),
-                           password_form=password_form or PasswordChangeForm(), new_token=new_token)
+                           password_form=password_form or PasswordChangeForm(), new_token=new_token,
+                           language_form=LanguageForm(language=me().language))
 
 
 @bp.get("/")
 @login_required
 def index():
     return _page()
+
+
+@bp.post("/language")
+@login_required
+def language():
+    """The person's language for pages and e-mails (the header's switch still overrides it on this browser)."""
+    form = LanguageForm()
+    if not form.validate_on_submit():
+        return _page(), 400
+    set_language(get_session(), me(), form.language.data, actor=me())
+    flash(_("Language saved."), "success")
+    response = redirect(url_for("account.index"), code=303)
+    response.delete_cookie("locale")  # the saved choice applies at once, not a switch made earlier here
+    return response
 
 
 @bp.post("/tokens")

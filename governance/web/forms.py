@@ -399,6 +399,11 @@ class TokenForm(FlaskForm):
     scope = SelectField(_l("Scope"), choices=opts([("read", _l("read")), ("submit", _l("submit"))]))
 
 
+class LanguageForm(FlaskForm):
+    language = SelectField(_l("Language for pages and e-mails"),
+                           choices=opts([("", _l("as my browser says")), ("en", "English"), ("zh_CN", "简体中文")]))
+
+
 class PasswordChangeForm(FlaskForm):
     current = PasswordField(_l("Current password"), validators=[DataRequired()])
     new = PasswordField(_l("New password"), validators=[DataRequired(), Length(max=256)])

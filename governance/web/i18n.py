@@ -10,39 +10,21 @@ language code, ``"zh"`` or ``"en"``, and nothing else compares locales.
 
 from __future__ import annotations
 
-from typing import Literal
-
-from babel import Locale, UnknownLocaleError
 from flask import current_app, has_request_context, request
 from flask_babel import get_locale
+from flask_login import current_user
 
-Language = Literal["en", "zh"]
-#: The locale codes the interface offers (the cookie's values; ``zh_CN`` is Simplified Chinese).
-LOCALES = ("en", "zh_CN")
-#: The locale code of each language, for links that switch to it.
-LOCALE_OF: dict[str, str] = {"en": "en", "zh": "zh_CN"}
-
-
-def language_of(locale: Locale | str | None) -> Language:
-    """``"zh"`` for any Chinese locale (``zh``, ``zh_CN``, ``zh_Hans``, ``zh_Hans_CN``, ``zh-CN``…), else ``"en"``
-    (English is the interface's source language and the fallback for a locale it does not speak)."""
-    if locale is None:
-        return "en"
-    if not isinstance(locale, Locale):
-        text = str(locale).strip().replace("-", "_")
-        try:
-            locale = Locale.parse(text)
-        except (ValueError, TypeError, UnknownLocaleError):
-            return "zh" if text.split("_", 1)[0].lower() == "zh" else "en"
-    return "zh" if locale.language == "zh" else "en"
-
+from ..languages import LOCALE_OF, LOCALES, Language, language_of  # noqa: F401  (the web's names for them)
 
 def select_locale() -> str:
-    """Flask-Babel's locale selector: the ``locale`` cookie if it is one of :data:`LOCALES`, else the best match
-    of Accept-Language, else the instance's ``default_locale``."""
+    """Flask-Babel's locale selector: the ``locale`` cookie if it is one of :data:`LOCALES` (the header's switch),
+    else the signed-in person's own language, else the best match of Accept-Language, else the instance's
+    ``default_locale``."""
     chosen = request.cookies.get("locale")
     if chosen in LOCALES:
         return chosen
+    if current_user and getattr(current_user, "is_authenticated", False) and current_user.language in LOCALES:
+        return current_user.language
     settings = current_app.config.get("GOVERNANCE")
     default = getattr(settings, "default_locale", "en")
     return request.accept_languages.best_match(LOCALES) or (default if default in LOCALES else "en")

@@ -59,6 +59,7 @@ TERMS: frozenset[str] = frozenset({
     N_("public facing"), N_("personal information"), N_("deidentified"), N_("cross border transfer"),
     N_("anonymised"), N_("medical purpose"), N_("auto screen"), N_("auto screen declined"),
     N_("condition unmet"), N_("condition met"), N_("condition waived"), N_("met"), N_("waived"),
+    N_("language changed"),
     N_("human genetic resources"), N_("autonomy"), N_("issues prescriptions"), N_("severity if wrong"),
     N_("on premises"), N_("continuous learning"),
     # ... and its values
