@@ -203,6 +203,22 @@ def make_app(instance: Path, database_url: str, **overrides):
     return create_app(config)
 
 
+@pytest.fixture(scope="module")
+def ruleset():
+    """The shipped rule files, loaded once per module."""
+    from governance.classification.rules import load_ruleset
+
+    return load_ruleset(ROOT / "regulations")
+
+
+@pytest.fixture(scope="module")
+def checklist_items():
+    """The shipped checklist items by id."""
+    from governance.checklists import load_checklists
+
+    return {item.id: item for checklist in load_checklists(ROOT / "checklists") for item in checklist.items}
+
+
 @pytest.fixture
 def app_overrides() -> dict:
     """Override in a test module to change the app's settings."""
@@ -303,3 +319,27 @@ def smtp_server():
         yield inbox, port
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def mailing(tmp_path: Path, database_url: str, smtp_server):
+    """``make(**overrides) -> (factory, inbox)``: an app that e-mails through the test's SMTP server, with a factory
+    on a session of its own (both closed after the test)."""
+    from .factories import Factory
+
+    inbox, port = smtp_server
+    made = []
+
+    def make(**overrides):
+        instance = tmp_path / f"mailing-instance-{len(made)}"
+        instance.mkdir()
+        app = make_app(instance, database_url, smtp_host="127.0.0.1", smtp_port=port,
+                       smtp_sender="irb@test.hospital", **overrides)
+        session = get_db(app).session_factory()
+        made.append((app, session))
+        return Factory(app, session), inbox
+
+    yield make
+    for app, session in made:
+        session.close()
+        get_db(app).dispose()

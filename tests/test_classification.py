@@ -21,11 +21,6 @@ EXAMPLES = ROOT / "examples"
 REGULATIONS = ROOT / "regulations"
 
 
-@pytest.fixture(scope="module")
-def ruleset():
-    return load_ruleset(REGULATIONS)
-
-
 def run(ruleset, example: str, **case) -> dict:
     return classify(load_descriptor(EXAMPLES / f"{example}.yaml"), ruleset, case or None)
 

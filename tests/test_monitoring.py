@@ -318,34 +318,23 @@ def test_a_digest_mismatch_at_a_reaudit_suspends_and_opens_an_incident(app, sess
 
 # --- e-mail ---------------------------------------------------------------------------------------------
 
-def test_reminders_are_emailed_once_over_smtp(tmp_path, database_url, smtp_server):
-    from .conftest import make_app
-    from .factories import Factory
-
-    inbox, port = smtp_server
-    instance = tmp_path / "instance"
-    instance.mkdir()
-    app = make_app(instance, database_url, smtp_host="127.0.0.1", smtp_port=port, smtp_sender="irb@test.hospital")
-    session = get_db(app).session_factory()
-    try:
-        factory = Factory(app, session)
-        case = factory.case_in("approved")
-        inbox.messages.clear()  # the steps of the review were e-mailed too (assignments, audit, decision)
-        deployment = session.get(Deployment, case.deployment_id)
-        due = deployment.continuing_review_due
-        run_tick(app, at(due - timedelta(days=30)))
-        run_tick(app, at(due - timedelta(days=29)))
-        subjects = sorted((m["To"], m["Subject"]) for m in inbox.messages)
-        assert len(subjects) == 2, subjects
-        assert {to for to, _ in subjects} == {f"Submitter <{factory.person('submitter').email}>",
-                                             f"Chair <{factory.person('chair').email}>"}
-        assert all("Continuing review of" in subject and due.isoformat() in subject for _, subject in subjects)
-        body = inbox.messages[0].get_content()
-        assert "/submissions/" in body
-        assert all(n.emailed_at is not None for n in notifications(session, "continuing_review"))
-    finally:
-        session.close()
-        get_db(app).dispose()
+def test_reminders_are_emailed_once_over_smtp(mailing):
+    factory, inbox = mailing()
+    app, session = factory.app, factory.session
+    case = factory.case_in("approved")
+    inbox.messages.clear()  # the steps of the review were e-mailed too (assignments, audit, decision)
+    deployment = session.get(Deployment, case.deployment_id)
+    due = deployment.continuing_review_due
+    run_tick(app, at(due - timedelta(days=30)))
+    run_tick(app, at(due - timedelta(days=29)))
+    subjects = sorted((m["To"], m["Subject"]) for m in inbox.messages)
+    assert len(subjects) == 2, subjects
+    assert {to for to, _ in subjects} == {f"Submitter <{factory.person('submitter').email}>",
+                                         f"Chair <{factory.person('chair').email}>"}
+    assert all("Continuing review of" in subject and due.isoformat() in subject for _, subject in subjects)
+    body = inbox.messages[0].get_content()
+    assert "/submissions/" in body
+    assert all(n.emailed_at is not None for n in notifications(session, "continuing_review"))
 
 
 def test_an_unreachable_smtp_server_keeps_the_notification_and_retries(tmp_path, database_url, smtp_server):

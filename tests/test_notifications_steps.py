@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from governance.db import get_db
 from governance.models import Notification, User
 
 
@@ -96,59 +95,37 @@ def test_a_step_notification_reads_in_chinese_for_a_chinese_reader(app, factory)
 
 # --- e-mail -------------------------------------------------------------------------------------------
 
-def test_an_assignment_is_emailed_when_smtp_is_configured(tmp_path, database_url, smtp_server):
-    from .conftest import make_app
-    from .factories import Factory
-
-    inbox, port = smtp_server
-    instance = tmp_path / "instance"
-    instance.mkdir()
-    app = make_app(instance, database_url, smtp_host="127.0.0.1", smtp_port=port, smtp_sender="irb@test.hospital")
-    session = get_db(app).session_factory()
-    try:
-        factory = Factory(app, session)
-        case = factory.case_in("in_review")
-        reviewer = factory.person("ai1")
-        inbox.messages.clear()
-        factory.fire(case, "assign_reviewer", factory.person("chair"), reviewer=reviewer.email)
-        assert [m["To"] for m in inbox.messages] == [f"Ai1 <{reviewer.email}>"]
-        assert f"Case #{case.id}" in inbox.messages[0]["Subject"]
-        assert f"/submissions/{case.id}" in inbox.messages[0].get_content()
-        assert all(n.emailed_at is not None for n in notes(session, reviewer, "assignment"))
-    finally:
-        session.close()
-        get_db(app).dispose()
+def test_an_assignment_is_emailed_when_smtp_is_configured(mailing):
+    factory, inbox = mailing()
+    session = factory.session
+    case = factory.case_in("in_review")
+    reviewer = factory.person("ai1")
+    inbox.messages.clear()
+    factory.fire(case, "assign_reviewer", factory.person("chair"), reviewer=reviewer.email)
+    assert [m["To"] for m in inbox.messages] == [f"Ai1 <{reviewer.email}>"]
+    assert f"Case #{case.id}" in inbox.messages[0]["Subject"]
+    assert f"/submissions/{case.id}" in inbox.messages[0].get_content()
+    assert all(n.emailed_at is not None for n in notes(session, reviewer, "assignment"))
 
 
-def test_a_chinese_reviewer_gets_the_assignment_in_chinese_and_can_choose_it_on_the_account_page(
-        tmp_path, database_url, smtp_server):
+def test_a_chinese_reviewer_gets_the_assignment_in_chinese_and_can_choose_it_on_the_account_page(mailing):
     """The person's language (set on the account page, an event) decides the e-mail's subject and footer."""
-    from .conftest import make_app
-    from .factories import PASSWORD, Factory
+    from .factories import PASSWORD
 
-    inbox, port = smtp_server
-    instance = tmp_path / "instance"
-    instance.mkdir()
-    app = make_app(instance, database_url, smtp_host="127.0.0.1", smtp_port=port, smtp_sender="irb@test.hospital",
-                   institution_name="Test Hospital", institution_name_zh="测试医院")
-    session = get_db(app).session_factory()
-    try:
-        factory = Factory(app, session)
-        case = factory.case_in("in_review")
-        reviewer = factory.person("ai1")
-        client = app.test_client()
-        assert client.post("/login", data={"email": reviewer.email, "password": PASSWORD}).status_code == 302
-        assert client.post("/account/language", data={"language": "zh_CN"}).status_code == 303
-        assert "语言" in client.get("/account/").get_data(as_text=True)  # the pages follow at once
-        session.expire_all()
-        assert session.get(type(reviewer), reviewer.id).language == "zh_CN"
-        inbox.messages.clear()
-        factory.fire(case, "assign_reviewer", factory.person("chair"), reviewer=reviewer.email)
-        [message] = inbox.messages
-        assert f"案件 #{case.id}：您已被分配为审查员" in message["Subject"]
-        assert any("\u4e00" <= ch <= "\u9fff" for ch in message["Subject"])
-        assert "测试医院伦理审查" in message.get_content()
-        assert client.post("/account/language", data={"language": "fr"}).status_code == 400
-    finally:
-        session.close()
-        get_db(app).dispose()
+    factory, inbox = mailing(institution_name="Test Hospital", institution_name_zh="测试医院")
+    app, session = factory.app, factory.session
+    case = factory.case_in("in_review")
+    reviewer = factory.person("ai1")
+    client = app.test_client()
+    assert client.post("/login", data={"email": reviewer.email, "password": PASSWORD}).status_code == 302
+    assert client.post("/account/language", data={"language": "zh_CN"}).status_code == 303
+    assert "语言" in client.get("/account/").get_data(as_text=True)  # the pages follow at once
+    session.expire_all()
+    assert session.get(type(reviewer), reviewer.id).language == "zh_CN"
+    inbox.messages.clear()
+    factory.fire(case, "assign_reviewer", factory.person("chair"), reviewer=reviewer.email)
+    [message] = inbox.messages
+    assert f"案件 #{case.id}：您已被分配为审查员" in message["Subject"]
+    assert any("\u4e00" <= ch <= "\u9fff" for ch in message["Subject"])
+    assert "测试医院伦理审查" in message.get_content()
+    assert client.post("/account/language", data={"language": "fr"}).status_code == 400

@@ -1,4 +1,4 @@
-"""Fixes from the regulatory review (../shared/REGULATORY-REVIEW.md, section 5 items 5, 7 and 8; probes p01 and
+"""Fixes from the regulatory review (../shared/REGULATORY-REVIEW.md, section 5 checklist_items 5, 7 and 8; probes p01 and
 p03): human genetic resources filing only for provision to foreign parties, with the NHC as the authority and
 international-cooperation approval; MLPS for every network operator, cloud included, under the Cybersecurity Law
 as amended from 1 Jan 2026; corrected citations of the Internet Diagnosis rules, the NHC research Measures, the
@@ -7,32 +7,13 @@ algorithm-information duty and the general patient-disclosure duty."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
-from governance.checklists import load_checklists
 from governance.classification.descriptor import load_descriptor
 from governance.classification.engine import classify
-from governance.classification.rules import load_ruleset
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "examples"
-CJK = re.compile(r"[\u4e00-\u9fff]")
-
-
-@pytest.fixture(scope="module")
-def ruleset():
-    return load_ruleset(ROOT / "regulations")
-
-
-@pytest.fixture(scope="module")
-def items():
-    return {item.id: item for checklist in load_checklists(ROOT / "checklists") for item in checklist.items}
-
-
-def descriptor(example: str, **changes):
-    return load_descriptor(EXAMPLES / f"{example}.yaml").model_copy(update=changes)
+from .support.regulations import CJK, EXAMPLES, descriptor
 
 
 def obligations(result: dict) -> dict[str, dict]:
@@ -90,8 +71,8 @@ def test_hgr_rule_file_names_the_nhc_and_the_2023_definition(ruleset):
     assert "clinical, imaging, protein and metabolic" in rule.note.lower() and "Art. 2" in rule.note
 
 
-def test_hgr_checklist_item_distinguishes_filing_from_approval_and_names_the_nhc(items):
-    item = items["fbi.human_genetic_resources"]
+def test_hgr_checklist_item_distinguishes_filing_from_approval_and_names_the_nhc(checklist_items):
+    item = checklist_items["fbi.human_genetic_resources"]
     assert "National Health Commission" in item.text.en and "国家卫生健康委" in item.text.zh
     assert "international research cooperation" in item.text.en and "国际合作" in item.text.zh
     assert "imaging" in item.text.en and "影像" in item.text.zh
@@ -114,26 +95,26 @@ def test_shipped_cloud_generative_assistant_gets_mlps(ruleset):
     assert "mlps_grading" in obligations(result)
 
 
-def test_no_mlps_rule_or_checklist_item_is_limited_to_on_premises(ruleset, items):
+def test_no_mlps_rule_or_checklist_item_is_limited_to_on_premises(ruleset, checklist_items):
     assert not [r.id for r in ruleset.rules if "on_premises" in r.condition.fields()]
     for item_id in ("fbi.mlps_security", "fti.mlps_security"):
-        assert "on_premises" not in items[item_id].condition.fields()
-        assert "cloud" in items[item_id].text.en and "云上" in items[item_id].text.zh
+        assert "on_premises" not in checklist_items[item_id].condition.fields()
+        assert "cloud" in checklist_items[item_id].text.en and "云上" in checklist_items[item_id].text.zh
 
 
 @pytest.mark.parametrize("item_id", ["fbi.mlps_security", "fti.mlps_security"])
-def test_mlps_checklist_items_apply_to_a_cloud_deployment_with_patient_data(items, item_id):
+def test_mlps_checklist_items_apply_to_a_cloud_deployment_with_patient_data(checklist_items, item_id):
     cloud = descriptor("administrative_assistant", on_premises=False, personal_information="personal")
-    assert items[item_id].applies(facts(cloud))
-    assert not items[item_id].applies(facts(descriptor("administrative_assistant", on_premises=True)))
+    assert checklist_items[item_id].applies(facts(cloud))
+    assert not checklist_items[item_id].applies(facts(descriptor("administrative_assistant", on_premises=True)))
 
 
-def test_mlps_cites_the_cybersecurity_law_as_amended_from_2026_without_a_new_article_number(ruleset, items):
+def test_mlps_cites_the_cybersecurity_law_as_amended_from_2026_without_a_new_article_number(ruleset, checklist_items):
     mlps = ruleset.obligations["mlps_grading"]
     assert "in force 1 Jan 2026" in mlps.instrument and "2017" not in mlps.instrument
     assert "Art. 21 in the 2017 text" in mlps.article and "not checked" in mlps.article
     for item_id in ("fbi.mlps_security", "fti.mlps_security"):
-        assert any("in force 1 Jan 2026" in s.instrument for s in items[item_id].sources)
+        assert any("in force 1 Jan 2026" in s.instrument for s in checklist_items[item_id].sources)
     for rule in (r for r in ruleset.rules if r.id.startswith("mlps.")):
         assert re.findall(r"Art\. \d+", rule.article) in ([], ["Art. 21"])
 
@@ -150,10 +131,10 @@ def test_internet_diagnosis_prescription_ban_is_cited_apart_from_the_replacement
     assert ruleset.obligations["physician_final_decision"].certainty == "unverified"
 
 
-def test_internet_diagnosis_checklist_citations_match_the_rules(items):
-    prescriptions = items["fbi.no_ai_prescriptions"].sources[0]
+def test_internet_diagnosis_checklist_citations_match_the_rules(checklist_items):
+    prescriptions = checklist_items["fbi.no_ai_prescriptions"].sources[0]
     assert "Art. 21" in prescriptions.article and prescriptions.certainty == "unverified"
-    replacing = items["fbi.physician_decides"].sources[0]
+    replacing = checklist_items["fbi.physician_decides"].sources[0]
     assert "Art. 13" in replacing.article and replacing.certainty == "unverified"
 
 

@@ -7,34 +7,15 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
-from governance.checklists import load_checklists
 from governance.classification.descriptor import descriptor_from_dict, load_descriptor
 from governance.classification.engine import classify
 from governance.classification.materiality import ModelVersionRecord, assess_change
-from governance.classification.rules import load_ruleset
 from governance.committees import load_committee_rules
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "examples"
-CJK = re.compile(r"[\u4e00-\u9fff]")
-
-
-@pytest.fixture(scope="module")
-def ruleset():
-    return load_ruleset(ROOT / "regulations")
-
-
-@pytest.fixture(scope="module")
-def items():
-    return {item.id: item for checklist in load_checklists(ROOT / "checklists") for item in checklist.items}
-
-
-def descriptor(example: str, **changes):
-    return load_descriptor(EXAMPLES / f"{example}.yaml").model_copy(update=changes)
+from .support.regulations import CJK, EXAMPLES, ROOT, descriptor
 
 
 def obligations(result: dict) -> set[str]:
@@ -102,15 +83,15 @@ def test_no_pipl_rule_treats_de_identification_as_leaving_the_law(ruleset):
     assert "去标识化" in ruleset.obligations["pipl_separate_consent"].title.zh
 
 
-def test_fast_track_checklist_asks_for_anonymised_not_de_identified_data(items):
-    item = items["fti.no_sensitive_data"]
+def test_fast_track_checklist_asks_for_anonymised_not_de_identified_data(checklist_items):
+    item = checklist_items["fti.no_sensitive_data"]
     assert "only anonymised" in item.text.en and "still personal information" in item.text.en
     assert "only de-identified" not in item.text.en
     assert "匿名化" in item.text.zh and "仅接收去标识化后的数据" not in item.text.zh
     assert any("Art. 73(3)-(4)" in s.article and s.certainty == "primary" for s in item.sources)
-    change = items["chg.new_data_legal_basis"]
+    change = checklist_items["chg.new_data_legal_basis"]
     assert "or de-identification" not in change.text.en and "anonymised" in change.text.en
-    cross_border = items["fbi.cross_border"]
+    cross_border = checklist_items["fbi.cross_border"]
     assert "separate consent" in cross_border.text.en and any("Art. 39" in s.article for s in cross_border.sources)
 
 
@@ -372,16 +353,16 @@ def test_p08_autonomous_release_of_chest_x_ray_reports_is_prohibited_on_an_in_pe
     assert "record_clinician_signature" in obligations(result)
 
 
-def test_physician_checklist_item_gives_way_to_the_referral_item_for_a_bot_no_clinician_sees(items):
+def test_physician_checklist_item_gives_way_to_the_referral_item_for_a_bot_no_clinician_sees(checklist_items):
     bot = case_facts(descriptor("pre_clinical_triage"))
-    assert not items["fbi.physician_decides"].applies(bot) and items["fbi.refer_to_physician"].applies(bot)
-    assert items["fbi.autonomy_oversight"].applies(bot)
+    assert not checklist_items["fbi.physician_decides"].applies(bot) and checklist_items["fbi.refer_to_physician"].applies(bot)
+    assert checklist_items["fbi.autonomy_oversight"].applies(bot)
     pre_consultation = case_facts(descriptor("pre_consultation_patient_visible"))  # the physician sees the report
-    assert items["fbi.physician_decides"].applies(pre_consultation)
+    assert checklist_items["fbi.physician_decides"].applies(pre_consultation)
     clinician_tool = case_facts(descriptor("diagnostic_decision_support"))
-    assert items["fbi.physician_decides"].applies(clinician_tool)
-    assert not items["fbi.refer_to_physician"].applies(clinician_tool)
-    assert not items["fbi.autonomy_oversight"].applies(clinician_tool)
+    assert checklist_items["fbi.physician_decides"].applies(clinician_tool)
+    assert not checklist_items["fbi.refer_to_physician"].applies(clinician_tool)
+    assert not checklist_items["fbi.autonomy_oversight"].applies(clinician_tool)
 
 
 def test_referral_obligation_is_bilingual(ruleset):
@@ -402,16 +383,16 @@ def test_expert_re_examination_obligation_names_the_competent_authority_and_all_
     assert any("competent authority" in reason for reason in result["pathway_reasons"])
 
 
-def test_expert_re_examination_checklist_item_is_an_application_to_the_authority(items):
-    item = items["fbi.expert_reexamination"]
+def test_expert_re_examination_checklist_item_is_an_application_to_the_authority(checklist_items):
+    item = checklist_items["fbi.expert_reexamination"]
     assert "competent authority" in item.text.en and "two-thirds of all" in item.text.en
     assert "not the hospital" in item.text.en and "主管部门" in item.text.zh
     cited = " ".join(s.article for s in item.sources)
     assert "Art. 26" in cited and "Art. 30" in cited
 
 
-def test_list_item_5_is_screened_by_the_committee_because_the_descriptor_cannot_express_it(ruleset, items):
-    item = items["fbi.reexam_list_screen"]
+def test_list_item_5_is_screened_by_the_committee_because_the_descriptor_cannot_express_it(ruleset, checklist_items):
+    item = checklist_items["fbi.reexam_list_screen"]
     assert "item 5" in item.text.en and "psychology, emotions" in item.text.en and "心理情绪" in item.text.zh
     assert item.applies(case_facts(descriptor("public_generative_health_assistant")))
     assert not item.applies(case_facts(descriptor("expert_reexamination_autonomous_triage"), expert_reexamination=True))
@@ -441,27 +422,27 @@ def test_a_staff_only_generative_tool_gets_no_filing_and_no_labelling_duty(rules
     assert not {"genai_filing", "ai_content_labelling", "transparency_disclosure"} & obligations(result)
 
 
-def test_labelling_is_cited_to_the_2025_labelling_measures_and_gb_45438(ruleset, items):
+def test_labelling_is_cited_to_the_2025_labelling_measures_and_gb_45438(ruleset, checklist_items):
     labelling = ruleset.obligations["ai_content_labelling"]
     assert "Labelling AI-Generated Synthetic Content" in labelling.instrument and "GB 45438-2025" in labelling.instrument
     assert "1 Sep 2025" in labelling.instrument and labelling.certainty == "secondary"
     assert "Art. 12" not in ruleset.obligations["transparency_disclosure"].article
     assert not [r.id for r in ruleset.rules if r.id.startswith("cac.") and "Art. 12" in r.article]
-    safety = items["fbi.genai_content_safety"]
+    safety = checklist_items["fbi.genai_content_safety"]
     assert any("GB 45438-2025" in s.instrument and "1 Sep 2025" in s.instrument for s in safety.sources)
     assert safety.applies(case_facts(descriptor("report_interpretation", public_facing=False)))
 
 
-def test_public_facing_is_defined_for_the_hospitals_own_patients_in_the_checklist(items):
-    item = items["fbi.genai_filing"]
+def test_public_facing_is_defined_for_the_hospitals_own_patients_in_the_checklist(checklist_items):
+    item = checklist_items["fbi.genai_filing"]
     assert "own patients" in item.text.en and "本院患者" in item.text.zh
     assert item.applies(case_facts(descriptor("report_interpretation", public_facing=False)))
     assert not item.applies(case_facts(descriptor("emr_generation")))
     assert any(s.certainty == "unverified" and "medium confidence" in s.article for s in item.sources)
 
 
-def test_minors_and_over_reliance_are_asked_where_patients_or_the_public_use_the_service(items):
-    item = items["fbi.minors_over_reliance"]
+def test_minors_and_over_reliance_are_asked_where_patients_or_the_public_use_the_service(checklist_items):
+    item = checklist_items["fbi.minors_over_reliance"]
     assert item.allows_na and "over-reliance" in item.text.en and "under 14" in item.text.en
     cited = {(s.instrument.split(",")[0], s.article.split(" (")[0]) for s in item.sources}
     assert ("Interim Measures for the Management of Generative AI Services", "Art. 10") in cited

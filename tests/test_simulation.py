@@ -185,12 +185,14 @@ def _validate_judge(app) -> None:
                           actor=None, now=utcnow())
 
 
-def _import_and_validate(app, tmp_path: Path) -> None:
+def _import_and_validate(app, tmp_path: Path) -> list[str]:
+    """The query set imported and the judge validated; returns the identifiers planted in the log."""
     source = tmp_path / "q.csv"
-    _query_log(source)
+    planted = _query_log(source)
     with get_db(app).session_scope() as session:
         import_query_set(session, source, fmt="csv", name=QUERY_SET, actor=None, now=utcnow())
     _validate_judge(app)
+    return planted
 
 
 def _change(factory, deployment: Deployment, endpoint: str) -> tuple[Submission, object]:
@@ -222,7 +224,7 @@ def _criteria(run) -> dict[str, dict]:
 
 def test_a_change_gate_with_a_simulation_holds_a_hazardous_candidate_and_passes_an_unchanged_one(app, factory,
                                                                                                 tmp_path):
-    _import_and_validate(app, tmp_path)
+    planted = _import_and_validate(app, tmp_path)
     approved = factory.case_in("approved")
     assert approved.state == "approved"
     first = queries.latest_audit(factory.session, approved)
@@ -240,8 +242,9 @@ def test_a_change_gate_with_a_simulation_holds_a_hazardous_candidate_and_passes_
     assert simulated["answers"] == 320 and simulated["approved_answers"] == 320
     assert 0.02 < simulated["hazardous"] / simulated["answers"] < 0.09
     assert simulated["worst"] and all("[DEMO]" in w["answer"] and w["harm"] >= 3 for w in simulated["worst"])
-    assert all("身份证号[RESIDENT_ID_1]" in w["prompt"] or "[" not in w["prompt"] or "_1]" in w["prompt"]
-               for w in simulated["worst"])
+    shown = " ".join(w["prompt"] + w["answer"] for w in simulated["worst"])
+    assert "_1]" in shown  # some of the worst queries carried identifiers: they are shown by placeholder only
+    assert not [p for p in planted if p in shown]
     _dossier_shows_the_simulation(app, factory, held)
     with pytest.raises(sa.exc.DatabaseError):  # the answers are append-only
         with get_db(app).session_scope() as session:

@@ -20,6 +20,7 @@ from .design import binom
 from .outcomes import FAIL, INCONCLUSIVE, PASS, REPORTED
 from .prompts import Prompt
 
+#: The stress variants a policy may ask for (``policy.SimulationRequirement`` takes its choices from here).
 VARIANTS = ("original", "injected", "typos")
 #: Keys of simulation prompts: ``sim:<query id>:<variant>`` (never an item id of a bank).
 PREFIX = "sim:"

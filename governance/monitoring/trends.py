@@ -7,7 +7,7 @@ import io
 from typing import Any
 
 from markupsafe import Markup
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlmodel import Session
 
 from ..audit.items import DIMENSIONS, ETHICS_DIMENSIONS
@@ -32,15 +32,34 @@ def accuracy_points(session: Session, deployment: Deployment) -> list[dict[str, 
     return points
 
 
-def trend_chart(points: list[dict[str, Any]]) -> Markup:
-    """Lines of accuracy per dimension (ethics blue, safety orange) and overall (black) over audits."""
+def _figure(salt: str, height: float):
+    """A matplotlib figure for a page chart (Agg, DejaVu Sans, a fixed hash salt so the SVG is reproducible)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    matplotlib.rcParams.update({"svg.hashsalt": "trend", "font.family": "DejaVu Sans"})
-    figure, axes = plt.subplots(figsize=(7.2, 3.2), dpi=100)
+    matplotlib.rcParams.update({"svg.hashsalt": salt, "font.family": "DejaVu Sans"})
+    return plt.subplots(figsize=(7.2, height), dpi=100)
+
+
+def _svg(figure, axes) -> Markup:
+    """The finished figure as inline SVG markup (y grid, no top/right spines), the figure closed."""
+    import matplotlib.pyplot as plt
+
+    axes.grid(axis="y", linewidth=0.4, alpha=0.5)
+    axes.spines[["top", "right"]].set_visible(False)
+    figure.tight_layout()
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
+    plt.close(figure)
+    svg = buffer.getvalue()
+    return Markup(svg[svg.index("<svg"):])
+
+
+def trend_chart(points: list[dict[str, Any]]) -> Markup:
+    """Lines of accuracy per dimension (ethics blue, safety orange) and overall (black) over audits."""
+    figure, axes = _figure("trend", 3.2)
     x = list(range(len(points)))
     for code in DIMENSIONS:
         values = [p["dimensions"].get(code) for p in points]
@@ -51,15 +70,8 @@ def trend_chart(points: list[dict[str, Any]]) -> Markup:
     axes.set_ylim(0, 1)
     axes.set_ylabel("accuracy", fontsize=7.5)
     axes.tick_params(axis="y", labelsize=7)
-    axes.grid(axis="y", linewidth=0.4, alpha=0.5)
-    axes.spines[["top", "right"]].set_visible(False)
     axes.legend(fontsize=7, loc="lower left", frameon=False)
-    figure.tight_layout()
-    buffer = io.StringIO()
-    figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
-    plt.close(figure)
-    svg = buffer.getvalue()
-    return Markup(svg[svg.index("<svg"):])
+    return _svg(figure, axes)
 
 
 def accuracy_trend(session: Session, deployment: Deployment) -> dict[str, Any]:
@@ -69,13 +81,7 @@ def accuracy_trend(session: Session, deployment: Deployment) -> dict[str, Any]:
 
 def watch_chart(points: list[list[float]], limit: float) -> Markup:
     """The live watch's CUSUM over graded samples, its decision limit, and the hazardous samples as marks."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    matplotlib.rcParams.update({"svg.hashsalt": "watch", "font.family": "DejaVu Sans"})
-    figure, axes = plt.subplots(figsize=(7.2, 2.6), dpi=100)
+    figure, axes = _figure("watch", 2.6)
     x = [p[0] for p in points]
     axes.plot(x, [p[1] for p in points], color="#111111", linewidth=1.4, label="CUSUM")
     axes.axhline(limit, color="#b22222", linestyle="--", linewidth=1, label=f"limit {limit:g}")
@@ -86,15 +92,8 @@ def watch_chart(points: list[list[float]], limit: float) -> Markup:
     axes.set_ylim(0, max(limit * 1.1, max((p[1] for p in points), default=0) * 1.1))
     axes.set_xlabel("graded samples", fontsize=7.5)
     axes.tick_params(labelsize=7)
-    axes.grid(axis="y", linewidth=0.4, alpha=0.5)
-    axes.spines[["top", "right"]].set_visible(False)
     axes.legend(fontsize=7, loc="upper left", frameon=False)
-    figure.tight_layout()
-    buffer = io.StringIO()
-    figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
-    plt.close(figure)
-    svg = buffer.getvalue()
-    return Markup(svg[svg.index("<svg"):])
+    return _svg(figure, axes)
 
 
 def live_watch(session: Session, deployment: Deployment) -> dict[str, Any] | None:
@@ -105,7 +104,7 @@ def live_watch(session: Session, deployment: Deployment) -> dict[str, Any] | Non
     hazardous = session.execute(select(Interaction).where(Interaction.deployment_id == deployment.id,
                                                           Interaction.hazardous.is_(True))
                                 .order_by(Interaction.id.desc()).limit(5)).scalars().all()
-    waiting = session.execute(select(Interaction.id).where(Interaction.deployment_id == deployment.id,
-                                                           Interaction.graded_at.is_(None))).all()
-    return {"watch": watch, "hazardous": hazardous, "waiting": len(waiting),
+    waiting = session.execute(select(func.count()).select_from(Interaction).where(
+        Interaction.deployment_id == deployment.id, Interaction.graded_at.is_(None))).scalar_one()
+    return {"watch": watch, "hazardous": hazardous, "waiting": waiting,
             "chart_svg": watch_chart(watch.chart, watch.threshold) if watch.chart else ""}

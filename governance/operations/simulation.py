@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from .. import deid, eventlog
+from .. import eventlog
 from ..audit import graders, simulation
 from ..audit.backends import PLAIN_WORDS, Backend, BackendError
 from ..db import make_session_factory
@@ -123,6 +123,8 @@ def import_query_set(session: Session, path: Path, *, fmt: str, name: str, actor
     """De-identify and store a query log as the next version of the named set (flushed, with its event)."""
     if not NAME.match(name):
         raise GovernanceError(f"query set name '{name}': lower-case letters, digits, '.', '_' and '-' only")
+    from .. import deid  # its patterns compile on first use, not when every process starts
+
     raw = read_queries(path, fmt)
     removed: Counter[str] = Counter()
     rows: list[SimulationQuery] = []
@@ -215,6 +217,8 @@ def simulate(engine: Engine, run: AuditRun, backend: Backend, grader: graders.Gr
         done = set(session.execute(select(SimulationResult.query_id, SimulationResult.variant)
                                    .where(SimulationResult.run_id == run.id, SimulationResult.side == side)).all())
         session.expunge_all()
+    from ..deid import scrub
+
     hazard_at = spec["hazard_at"]
     todo = [(q, v) for q in queries for v in spec["variants"] if (q.id, v) not in done]
     for start in range(0, len(todo), batch):
@@ -225,7 +229,7 @@ def simulate(engine: Engine, run: AuditRun, backend: Backend, grader: graders.Gr
             if response.infrastructure:
                 raise BackendError(PLAIN_WORDS[response.infrastructure], response.infrastructure)
             answers[index] = (response.text or "", response.error or "")
-        cleaned = [deid.scrub(text)[0] for text, _error in answers]
+        cleaned = [scrub(text)[0] for text, _error in answers]
         cases = [graders.Case(p.item_id, p.messages[-1]["content"], answer, lang=q.lang, clinical=True)
                  for p, answer, (q, _v) in zip(prompts, cleaned, chunk, strict=True)]
         judged = grader.grade([c for c, (_t, error) in zip(cases, answers, strict=True) if not error])

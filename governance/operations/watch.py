@@ -16,17 +16,19 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlmodel import Session
 
-from .. import deid, eventlog
+from .. import eventlog
 from ..audit import graders
+from ..audit.policy import SimulationRequirement
 from ..config import Settings
 from ..domain import DeploymentStatus, IncidentSource, Severity
 from ..errors import GovernanceError
-from ..models import ApiToken, AuditRun, Deployment, Interaction, LiveWatch, User, utcnow
+from ..models import ApiToken, AuditRun, Deployment, Interaction, LiveWatch, User
 from ..monitoring import chart
 from ..security import new_api_token, token_digest
-from .graders import configured_judge
 from .incidents import report_incident
 
+#: A judged sample counts as hazardous from this MedSafetyBench harm score: the simulation criterion's default.
+HAZARD_AT = SimulationRequirement.model_fields["hazard_at"].default
 #: Points of the chart kept for the deployment page.
 CHART_POINTS = 600
 MAX_BATCH = 500
@@ -119,6 +121,8 @@ def receive(session: Session, deployment: Deployment, samples: Sequence[dict[str
                               "systems in use")
     if not samples or len(samples) > MAX_BATCH:
         raise GovernanceError(f"send between 1 and {MAX_BATCH} interactions per request")
+    from .. import deid  # its patterns compile on first use, not when every process starts
+
     kept, removed = 0, Counter()
     for index, sample in enumerate(samples):
         asked_at = _moment(sample.get("timestamp"), index)
@@ -164,14 +168,13 @@ def grade(session: Session, settings: Settings, watch: LiveWatch, now: datetime,
     step = chart.step_for(watch.baseline_rate, watch.alarm_rate)
     points = list(watch.chart or [])
     signal_at = None
-    hazard_at = 3
     for interaction, judgement in zip(pending, judgements, strict=True):
         interaction.graded_at, interaction.grader = now, judge.identity()[:200]
         interaction.judgement = judgement.as_dict()
         if judgement.invalid or judgement.harm is None:
             continue  # the judge's failure, never the model's: it does not move the chart
         interaction.harm, interaction.label = judgement.harm, judgement.label or ""
-        interaction.hazardous = judgement.harm >= hazard_at
+        interaction.hazardous = judgement.harm >= HAZARD_AT
         watch.graded += 1
         watch.hazards += interaction.hazardous
         watch.statistic = chart.advance(watch.statistic, interaction.hazardous, step)
@@ -201,26 +204,3 @@ def _signal(session: Session, settings: Settings, watch: LiveWatch, at: int, now
                     payload={"incident": incident.id, "at": at, "hazards_recent": hazards, "recent": len(recent),
                              "baseline_rate": watch.baseline_rate, "limit": watch.threshold})
     return incident.id
-
-
-def watch_pass(session: Session, settings: Settings, now: datetime | None = None) -> list[dict[str, Any]]:
-    """The scheduler's step: for every watch, delete expired samples, then grade new ones (each watch commits
-    alone)."""
-    now = now or utcnow()
-    out = []
-    judge = None
-    for watch in list(session.execute(select(LiveWatch).order_by(LiveWatch.id)).scalars()):
-        deleted = expire(session, watch, now)
-        session.commit()
-        if judge is None:
-            judge = configured_judge(settings)
-        try:
-            result = grade(session, settings, watch, now, judge)
-            session.commit()
-        except GovernanceError as exc:
-            session.rollback()
-            result = {"graded": 0, "error": str(exc)}
-        out.append({"deployment": watch.deployment_id, "deleted": deleted, **result})
-    if judge is not None:
-        judge.close()
-    return out

@@ -30,13 +30,14 @@ from ..domain import ConditionStatus, DeploymentStatus, Role, SuspensionCause
 from ..dossier.keys import SigningKeyError, paths as key_paths
 from ..errors import GovernanceError
 from ..gate import retry_due
-from ..models import ApprovalCondition, AuditRun, Deployment, Submission, User, utcnow
+from ..models import ApprovalCondition, AuditRun, Deployment, LiveWatch, Submission, User, utcnow
 from ..monitoring.policy import load_monitoring
 from ..notify import notify, people_with_roles, send_emails
 from ..operations.cases import open_continuing_review
 from ..operations.dossiers import emit_pending, pending
 from ..operations.engine import fire
-from ..operations.watch import watch_pass
+from ..operations.graders import configured_judge
+from ..operations.watch import expire as expire_samples, grade as grade_samples
 from .reaudit import review_reaudit, start_reaudit, unreviewed_reaudits
 
 log = logging.getLogger(__name__)
@@ -164,7 +165,22 @@ def _conditions(session: Session, settings: Settings, report: TickReport) -> Non
 
 
 def _live_watch(session: Session, settings: Settings, report: TickReport) -> None:
-    report.watch = watch_pass(session, settings, report.now)
+    """For every watch, delete expired samples, then grade new ones with the instance's judge (each commits
+    alone; a watch the judge cannot grade reports why and keeps its samples)."""
+    judge = None
+    for watch in list(session.execute(select(LiveWatch).order_by(LiveWatch.id)).scalars()):
+        deleted = expire_samples(session, watch, report.now)
+        session.commit()
+        judge = judge or configured_judge(settings)
+        try:
+            result = grade_samples(session, settings, watch, report.now, judge)
+            session.commit()
+        except GovernanceError as exc:
+            session.rollback()
+            result = {"graded": 0, "error": str(exc)}
+        report.watch.append({"deployment": watch.deployment_id, "deleted": deleted, **result})
+    if judge is not None:
+        judge.close()
 
 
 def _each(session: Session, query, report: TickReport, work) -> None:

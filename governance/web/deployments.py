@@ -161,7 +161,6 @@ def close_condition(deployment_id: int, condition_id: int, action: str):
     except GovernanceError as exc:
         flash(str(exc), "error")
         return redirect(back, code=303)
-    get_session().commit()
     flash(_("Condition %(number)s recorded as %(status)s.", number=condition.number, status=_(condition.status)),
           "success")
     return redirect(back, code=303)
