@@ -19,3 +19,16 @@ def cyclic_gc_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+def return_freed_memory() -> None:
+    """Hand memory the C allocator keeps after a large transient structure was freed back to the system (glibc's
+    ``malloc_trim``): a loaded bank's digest work would otherwise stay in the process's footprint for the whole
+    run. Does nothing where the C library has no such call."""
+    try:
+        import ctypes
+
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)

@@ -502,3 +502,58 @@ def test_resume_refuses_a_partial_file_from_other_settings(tmp_path):
         assert store.path.exists()
         result = govern(*base, instance=tmp_path)
     assert result.returncode == 1 and "belongs to a run with different settings" in result.stderr
+
+
+# --- large banks: items read again chunk by chunk, results streamed from the partial file -----------------
+def test_a_compact_item_set_is_the_loaded_set_without_holding_it(tmp_path):
+    from governance.audit.items import CompactItems, load_items_compact, write_items
+
+    full = load_items("builtin")
+    path = tmp_path / "bank.jsonl"
+    write_items(list(full.items), path)
+    compact = load_items_compact(path)
+    assert isinstance(compact.items, CompactItems)
+    assert compact.digest == load_items(path).digest == full.digest
+    assert list(compact.items) == list(full.items) and compact.items[5:9] == list(full.items[5:9])
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace('"mcq_single"', '"mcq_multi"', 1), encoding="utf-8")  # changed under the run
+    with pytest.raises(DataFileError, match="changed while it was in use"):
+        list(compact.items)
+
+
+def test_a_chunked_run_of_a_compact_set_gives_the_results_of_one_pass(tmp_path, monkeypatch):
+    from governance.audit.items import load_items_compact, write_items
+
+    full = load_items("builtin")
+    path = tmp_path / "bank.jsonl"
+    write_items(list(full.items), path)
+    one_pass = runner.FileStore(tmp_path / "one.json", {})
+    runner.execute(full, DemoBackend("demo://good", full.items), one_pass, lang="zh", seed=3)
+    monkeypatch.setattr(runner, "CHUNK", 37)
+    compact = load_items_compact(path)
+    chunked = runner.FileStore(tmp_path / "chunked.json", {})
+    runner.execute(compact, DemoBackend("demo://good", full.items), chunked, lang="zh", seed=3, batch=10)
+    assert runner.results_digest(chunked.rows()) == runner.results_digest(one_pass.rows())
+    assert all("prompt" not in row for row in chunked.rows())  # memory keeps results without their prompts
+    full_rows = {row["item_id"]: row for row in chunked.full_rows()}
+    assert len(full_rows) == len(full) and all(json.loads(row["prompt"]) for row in full_rows.values())
+    resumed = runner.FileStore(tmp_path / "chunked.json", {})  # read back from the file: the same light rows
+    assert sorted(resumed.rows(), key=lambda r: r["item_id"]) == sorted(chunked.rows(), key=lambda r: r["item_id"])
+
+
+def test_audit_run_of_a_bank_file_writes_every_result_with_its_prompt(tmp_path):
+    from governance.audit.items import write_items
+
+    bank = tmp_path / "bank.jsonl"
+    write_items(list(load_items("builtin").items), bank)
+    with StubServer() as server:
+        result = govern("audit", "run", "--items", str(bank), "--backend", "openai", "--base-url", server.base_url,
+                        "--model", "stub-model", "--concurrency", "8", "--out", str(tmp_path / "r.json"), "--quiet",
+                        instance=tmp_path)
+    assert result.returncode == 0, result.stderr
+    written = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+    assert [row["item_id"] for row in written["items"]] == sorted(item.item_id for item in load_items(bank).items)
+    assert all(row["prompt"] for row in written["items"])
+    assert written["metadata"]["item_set_digest"] == load_items(bank).digest
+    assert written["metadata"]["results_digest"] == runner.results_digest(written["items"])
+    _hand_computation(written)

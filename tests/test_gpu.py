@@ -57,7 +57,7 @@ def test_every_choice_item_answers_within_its_labels(vllm_backend, tmp_path):
     subset = ItemSet(tuple(bank.items[:120]), "subset", bank.digest)
     store = runner.FileStore(tmp_path / "r.json", {"subset": 120})
     throughput = runner.execute(subset, vllm_backend, store, lang="zh", seed=7, batch=50)
-    rows = {row["item_id"]: row for row in store.rows()}
+    rows = {row["item_id"]: row for row in store.full_rows()}
     assert len(rows) == 120 and throughput.items == 120
     for item in subset.items:
         row = rows[item.item_id]

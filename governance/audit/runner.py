@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +22,7 @@ from ..version import __version__ as tool_version
 from . import graders, refusal
 from . import prompts as prompt_builder
 from .backends import PLAIN_WORDS, Backend, BackendError, Response
-from .items import Item, ItemSet, canonical_line
+from .items import CompactItems, Item, ItemSet, canonical_line, item_ids
 
 RESULT_COLUMNS = ("item_id", "item_digest", "stage", "dimension", "item_type", "gold", "answer", "correct", "valid",
                   "refused", "expected_behavior", "prompt", "raw_output", "grader", "judgement", "logprobs",
@@ -133,6 +133,11 @@ def apply_grader(rows: list[dict[str, Any]], items: dict[str, Item], grader: gra
                        judgement={**judged.as_dict(), "keyword": keyword})
 
 
+#: Items asked per pass of the backend: what is parsed, prompted and in flight at once stays this size however
+#: large the bank (a compact item set is read again chunk by chunk).
+CHUNK = 4096
+
+
 def execute(item_set: ItemSet, backend: Backend, store: Store, *, lang: str, seed: int, batch: int = 100,
             on_progress: Callable[[int, int], None] | None = None, shuffle: bool = True, stage: int = 1,
             items: Sequence[Item] | None = None, grader: graders.Grader | None = None) -> Throughput:
@@ -140,19 +145,18 @@ def execute(item_set: ItemSet, backend: Backend, store: Store, *, lang: str, see
     results (behaviour and open answers graded first by ``grader`` when given); honour cancellation. An
     infrastructure failure (of the model's endpoint or the judge's) saves what was fully graded and stops the run
     (:class:`BackendError`): the rest is asked again when the run resumes, never scored as wrong."""
-    asked = list(items if items is not None else item_set.items)
+    asked = items if items is not None else item_set.items
     done = store.done_ids()
-    todo = [item for item in asked if item.item_id not in done]
+    waiting = [index for index, item_id in enumerate(item_ids(asked)) if item_id not in done]
     total = len(asked)
-    done_here = total - len(todo)
+    done_here = total - len(waiting)
+    del done
     if on_progress:
         on_progress(done_here, total)
-    prompts = [prompt_builder.build(item, lang, seed, shuffle=shuffle) for item in todo]
-    digests = [item_digest(item) for item in todo]
     pending: list[dict[str, Any]] = []
     started = time.perf_counter()
     completion_tokens = prompt_tokens = finished = 0
-    by_id = {item.item_id: item for item in todo}
+    by_id: dict[str, Item] = {}
 
     def save(rows: list[dict[str, Any]]) -> None:
         """Grade, then persist; if the judge is down, persist the exactly graded rows and stop."""
@@ -166,27 +170,34 @@ def execute(item_set: ItemSet, backend: Backend, store: Store, *, lang: str, see
             raise
         store.save(rows)
 
-    for index, response in backend.stream(prompts):
-        if response.infrastructure:
-            if pending:
+    for first in range(0, len(waiting), CHUNK):
+        chosen = waiting[first:first + CHUNK]
+        todo = asked.take(chosen) if isinstance(asked, CompactItems) else [asked[index] for index in chosen]
+        prompts = [prompt_builder.build(item, lang, seed, shuffle=shuffle) for item in todo]
+        digests = [item_digest(item) for item in todo]
+        by_id = {item.item_id: item for item in todo}
+        for index, response in backend.stream(prompts):
+            if response.infrastructure:
+                if pending:
+                    save(pending)
+                raise BackendError(PLAIN_WORDS[response.infrastructure], response.infrastructure)
+            pending.append(score(todo[index], prompts[index], response, stage=stage, digest=digests[index]))
+            completion_tokens += response.completion_tokens
+            prompt_tokens += response.prompt_tokens
+            if len(pending) >= batch:
                 save(pending)
-            raise BackendError(PLAIN_WORDS[response.infrastructure], response.infrastructure)
-        pending.append(score(todo[index], prompts[index], response, stage=stage, digest=digests[index]))
-        completion_tokens += response.completion_tokens
-        prompt_tokens += response.prompt_tokens
-        if len(pending) >= batch:
+                finished += len(pending)
+                pending = []
+                if on_progress:
+                    on_progress(done_here + finished, total)
+                if store.cancelled():
+                    raise Cancelled(f"cancelled after {done_here + finished} of {total} items")
+        if pending:  # a chunk's last results are graded with the chunk's items
             save(pending)
             finished += len(pending)
             pending = []
             if on_progress:
                 on_progress(done_here + finished, total)
-            if store.cancelled():
-                raise Cancelled(f"cancelled after {done_here + finished} of {total} items")
-    if pending:
-        save(pending)
-        finished += len(pending)
-        if on_progress:
-            on_progress(done_here + finished, total)
     return Throughput(finished, time.perf_counter() - started, completion_tokens, prompt_tokens)
 
 
@@ -240,13 +251,21 @@ def reproducibility(backend_info: dict[str, Any], item_set: ItemSet, *, seed: in
 
 # --- the CLI's file store ------------------------------------------------------------------------
 
+#: What a result keeps in memory during a CLI run (everything a summary, a verdict and the results digest read);
+#: the prompt and the log-probabilities stay in the partial file until RESULTS.json is written from it.
+LIGHT_OMITS = ("prompt", "logprobs")
+
+
 class FileStore:
-    """Results appended to ``OUT.partial.jsonl``; its first line fixes the run's configuration."""
+    """Results appended to ``OUT.partial.jsonl``; its first line fixes the run's configuration. Memory holds each
+    result without its prompt (:data:`LIGHT_OMITS`) and where its line is, so it stays small however large the
+    bank; :meth:`full_rows` reads the complete results back from the file."""
 
     def __init__(self, out: Path, config: dict[str, Any]):
         self.path = out.with_name(out.name + ".partial.jsonl")
         self.config = config
         self._rows: dict[str, dict[str, Any]] = {}
+        self._spans: dict[str, tuple[int, int]] = {}
         if self.path.exists():
             self._load()
         else:
@@ -254,41 +273,60 @@ class FileStore:
             with self.path.open("w", encoding="utf-8") as handle:
                 handle.write(json.dumps({"config": config}, ensure_ascii=False, sort_keys=True) + "\n")
 
+    def _keep(self, row: dict[str, Any], offset: int, length: int) -> None:
+        self._rows[row["item_id"]] = {k: v for k, v in row.items() if k not in LIGHT_OMITS}
+        self._spans[row["item_id"]] = (offset, length)
+
     def _load(self) -> None:
-        with self.path.open(encoding="utf-8") as handle:
-            lines = handle.read().split("\n")
-        try:
-            header = json.loads(lines[0])["config"]
-        except (json.JSONDecodeError, KeyError, IndexError):
-            raise ValueError(f"{self.path} is not a partial audit file; remove it or choose another --out") from None
-        if header != self.config:
-            changed = sorted(k for k in set(header) | set(self.config) if header.get(k) != self.config.get(k))
-            raise ValueError(f"{self.path} belongs to a run with different settings ({', '.join(changed)}); resume "
-                             f"with the same command, or choose another --out")
-        for line in lines[1:]:
-            if not line.strip():
-                continue
+        with self.path.open("rb") as handle:
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by a kill: that item runs again
-            self._rows.setdefault(row["item_id"], row)
+                header = json.loads(handle.readline())["config"]
+            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+                raise ValueError(f"{self.path} is not a partial audit file; remove it or choose another --out") \
+                    from None
+            if header != self.config:
+                changed = sorted(k for k in set(header) | set(self.config) if header.get(k) != self.config.get(k))
+                raise ValueError(f"{self.path} belongs to a run with different settings ({', '.join(changed)}); "
+                                 f"resume with the same command, or choose another --out")
+            offset = handle.tell()
+            for line in handle:
+                start, offset = offset, offset + len(line)
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    continue  # a line cut short by a kill: that item runs again
+                if row["item_id"] not in self._rows:
+                    self._keep(row, start, len(line))
 
     def done_ids(self) -> set[str]:
         return set(self._rows)
 
     def save(self, rows: list[dict[str, Any]]) -> None:
-        with self.path.open("a", encoding="utf-8") as handle:
+        with self.path.open("ab") as handle:
+            offset = handle.seek(0, os.SEEK_END)
             for row in rows:
                 if row["item_id"] in self._rows:
                     continue
-                self._rows[row["item_id"]] = row
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+                line = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
+                handle.write(line)
+                self._keep(row, offset, len(line))
+                offset += len(line)
             handle.flush()
             os.fsync(handle.fileno())
 
     def rows(self) -> list[dict[str, Any]]:
+        """The results without their prompts (see :data:`LIGHT_OMITS`), in the order they were saved."""
         return list(self._rows.values())
+
+    def full_rows(self, item_ids: Iterable[str] | None = None) -> Iterator[dict[str, Any]]:
+        """Complete results read back from the file, in the order of ``item_ids`` (default: saved order)."""
+        with self.path.open("rb") as handle:
+            for item_id in (self._spans if item_ids is None else item_ids):
+                offset, length = self._spans[item_id]
+                handle.seek(offset)
+                yield json.loads(handle.read(length))
 
     def cancelled(self) -> bool:
         return False
@@ -303,6 +341,24 @@ def now_iso() -> str:
 
 def iso(moment) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+#: Stands for the results in :func:`write_results_atomically`'s template (a string no result can be).
+_ITEMS_HOLE = "\0items\0"
+
+
+def write_results_atomically(path: Path, data: dict[str, Any], items: Iterable[dict[str, Any]]) -> None:
+    """RESULTS.json as :func:`write_json_atomically` writes it, with ``items`` streamed in under ``"items"`` one
+    result per line, so a large audit's results are never all in memory at once."""
+    head, tail = json.dumps({**data, "items": _ITEMS_HOLE}, ensure_ascii=False, indent=2).split(
+        json.dumps(_ITEMS_HOLE), 1)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        handle.write(head + "[")
+        for number, item in enumerate(items):
+            handle.write(("\n    " if number == 0 else ",\n    ") + json.dumps(item, ensure_ascii=False))
+        handle.write("\n  ]" + tail)
+    os.replace(tmp, path)
 
 
 def write_json_atomically(path: Path, data: dict[str, Any]) -> None:

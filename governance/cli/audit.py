@@ -18,7 +18,8 @@ from flask.cli import with_appcontext
 from ..audit import graders, runner
 from ..audit.backends import BackendError, make_backend
 from ..audit.importers import FORMATS, import_many
-from ..audit.items import BUILTIN, DIMENSIONS, bank_quality_problems, load_items, load_named, stats, write_items
+from ..audit.items import (BUILTIN, DIMENSIONS, bank_quality_problems, load_items, load_items_compact, load_named,
+                           stats, write_items)
 from ..audit import stats as audit_stats
 from ..audit.design import DeclineTest
 from ..audit.policy import feasibility_problems, load_policy, operating_characteristics
@@ -173,7 +174,7 @@ def audit_run(items_path: str, backend: str, base_url: str, model: str, lang: st
               judge_base_url: str, judge_model: str, judge_weights_digest: str, judge_record: Path | None,
               quiet: bool) -> None:
     """Run an audit; running the same command again with the same --out resumes an interrupted run."""
-    item_set = load_items(items_path)
+    item_set = load_items_compact(items_path)  # read again chunk by chunk: memory flat in the bank's size
     policy = load_policy(policy_path) if policy_path else None
     baseline_data = json.loads(baseline.read_text(encoding="utf-8")) if baseline else None
     judge = None if judge_backend == "none" else graders.make_judge(
@@ -234,12 +235,14 @@ def audit_run(items_path: str, backend: str, base_url: str, model: str, lang: st
         tests = [DeclineTest(f"decline:{d}", "dimension", (d,), 1.0) for d in DIMENSIONS]
         result["regression"] = audit_stats.paired(rows, baseline_rows, tests, 0.05)
     result["grader"] = grader_choice
-    result["items"] = runner.full_items(rows)
     metadata = runner.reproducibility(info, item_set, seed=seed, lang=lang, started_at=started,
                                       finished_at=runner.now_iso(), throughput=throughput)
     metadata["results_digest"] = runner.results_digest(rows)
     result["metadata"] = metadata
-    runner.write_json_atomically(out, result)
+    in_order = sorted(row["item_id"] for row in rows)
+    del rows
+    runner.write_results_atomically(out, result, ({k: row.get(k) for k in runner.RESULT_COLUMNS}
+                                                  for row in store.full_rows(in_order)))
     store.remove()
     if not quiet:
         _print_summary(result)
