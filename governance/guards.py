@@ -647,6 +647,23 @@ def blocking_conditions_settled(ctx: Context) -> str | None:
     return None
 
 
+@guard("incident_review_decided")
+def incident_review_decided(ctx: Context) -> str | None:
+    """A deployment suspended for an incident comes back only after the incident review decided on continued use:
+    not while an incident of it is still being reviewed, nor when the latest review did not approve continued use."""
+    if queries.suspension_cause(ctx.session, ctx.deployment) != SuspensionCause.INCIDENT:
+        return None
+    reviews = queries.incident_reviews(ctx.session, ctx.deployment)
+    pending = [case for case, outcome in reviews if outcome is None]
+    if pending:
+        return Reason(N_("the incident review is not decided yet (case %(cases)s): the chair reinstates after the "
+                         "committee's decision on continued use"), cases=", ".join(f"#{c.id}" for c in pending))
+    latest, outcome = reviews[-1] if reviews else (None, None)
+    if latest is not None and outcome not in {"approved", "approved_with_conditions"}:
+        return Reason(N_("the incident review (case #%(case)s) did not approve continued use"), case=latest.id)
+    return None
+
+
 @guard("approved_digest_is_served")
 def approved_digest_is_served(ctx: Context) -> str | None:
     if queries.suspension_cause(ctx.session, ctx.deployment) != SuspensionCause.INTEGRITY:

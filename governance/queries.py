@@ -18,8 +18,9 @@ from .committees import CommitteeRules, threshold_met
 from .config import Settings
 from .domain import N_, OPEN_STATES, ConditionStatus, Pathway, SubmissionKind, VoteMeaning
 from .errors import Reason
-from .models import (ApprovalCondition, Assignment, AuditRun, ChecklistDraft, ChecklistResponse, Classification, ConflictDeclaration, Deployment, Event,
-                     Meeting, MeetingAttendance, ModelVersion, Submission, User, Vote)
+from .models import (ApprovalCondition, Assignment, AuditRun, ChecklistDraft, ChecklistResponse, Classification,
+                     ConflictDeclaration, Decision, Deployment, Event, Meeting, MeetingAttendance, ModelVersion,
+                     Submission, User, Vote)
 from .permissions import roles_of
 
 _MEMO = "governance.queries.memo"
@@ -335,6 +336,21 @@ def suspension_cause(session: Session, deployment: Deployment) -> str | None:
         return None
     event = latest_suspension(session, deployment)
     return (event.payload or {}).get("cause") if event else None
+
+
+def incident_reviews(session: Session, deployment: Deployment) -> list[tuple[Submission, str | None]]:
+    """The incident cases of ``deployment`` in the order they were opened, each with its latest decision's outcome
+    (``None`` while undecided; a withdrawn case does not exist: incident reviews cannot be withdrawn)."""
+    cases = session.execute(select(Submission).where(Submission.deployment_id == deployment.id,
+                                                     Submission.kind == SubmissionKind.INCIDENT)
+                            .order_by(Submission.id)).scalars().all()
+    outcomes: dict[int, str] = {}
+    if cases:
+        for submission_id, outcome in session.execute(
+                select(Decision.submission_id, Decision.outcome)
+                .where(Decision.submission_id.in_([case.id for case in cases])).order_by(Decision.id)):
+            outcomes[submission_id] = outcome
+    return [(case, outcomes.get(case.id)) for case in cases]
 
 
 def rules_impact_since_classified(session: Session, ruleset) -> list[dict[str, Any]]:

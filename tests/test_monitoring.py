@@ -192,6 +192,7 @@ def test_reinstatement_needs_the_chair_and_a_written_justification(app, session,
         fire(session, deployment, "reinstate", factory.person("chair"), {}, settings=factory.settings)
     assert refused.value.guard == "fields"
     session.rollback()
+    _decide_incident_review(session, factory, deployment, "approve")
     deployment = reload(session, deployment)
     fire(session, deployment, "reinstate", factory.person("chair"), {"justification": justification},
          settings=factory.settings)
@@ -203,6 +204,52 @@ def test_reinstatement_needs_the_chair_and_a_written_justification(app, session,
     assert reinstated.payload["justification"] == justification
     assert reinstated.payload["suspension_cause"] == "incident"
     assert eventlog.verify_chain(session).ok
+
+
+def _decide_incident_review(session, factory, deployment, outcome: str) -> Submission:
+    """Take the deployment's open incident case through screening and a full-board vote to ``outcome``."""
+    case = session.execute(select(Submission).where(Submission.deployment_id == deployment.id,
+                                                    Submission.kind == "incident", Submission.decided_at.is_(None))
+                           .order_by(Submission.id.desc()).limit(1)).scalars().one()
+    chair = factory.person("chair")
+    factory.fire(case, "start_screening", chair)
+    factory.fire(case, "accept", chair)
+    factory.fire(case, "confirm_classification", chair)
+    factory.ready_for_votes(case)
+    factory.vote_all(case, outcome)
+    fields = {"approve": {}, "disapprove": {"reason": "Continued use is not safe until the dosing logic is replaced."}}
+    factory.fire(case, outcome, chair, **fields[outcome])
+    session.commit()
+    return case
+
+
+@pytest.mark.parametrize("outcome, reinstated", [("approve", True), ("disapprove", False)])
+def test_reinstatement_after_an_incident_waits_for_the_incident_reviews_decision(app, session, factory, approved,
+                                                                                 outcome, reinstated):
+    _case, deployment = approved
+    report_incident(session, factory.settings, deployment=deployment, severity="serious",
+                    what_happened="Suggested the adult dose for a child.", reporter=factory.person("clinician"))
+    session.commit()
+    chair = factory.person("chair")
+    justification = "Root cause fixed in the prompt template and re-audited before reinstatement."
+    with pytest.raises(TransitionRefused) as refused:
+        fire(session, reload(session, deployment), "reinstate", chair, {"justification": justification},
+             settings=factory.settings)
+    assert refused.value.guard == "incident_review_decided" and "not decided yet" in str(refused.value)
+    session.rollback()
+    case = _decide_incident_review(session, factory, deployment, outcome)
+    if reinstated:
+        fire(session, reload(session, deployment), "reinstate", chair, {"justification": justification},
+             settings=factory.settings)
+        session.commit()
+        assert reload(session, deployment).status == "active"
+    else:
+        with pytest.raises(TransitionRefused) as refused:
+            fire(session, reload(session, deployment), "reinstate", chair, {"justification": justification},
+                 settings=factory.settings)
+        assert refused.value.guard == "incident_review_decided" and f"#{case.id}" in str(refused.value)
+        session.rollback()
+        assert reload(session, deployment).status == "suspended"
 
 
 def test_a_device_incident_needs_its_adverse_event_report_number_before_the_decision(app, session, factory):

@@ -287,7 +287,7 @@ DEPLOYMENT_TRANSITIONS: tuple[Transition, ...] = tuple([
            effects=("record_suspension",), fields=(REASON, CAUSE), decisive=True),
     *_each(D.SUSPENDED, "reinstate", D.ACTIVE, CHAIR, N_("Reinstate"),
            guards=("justification_given", "continuing_review_not_overdue", "approved_digest_is_served",
-                   "blocking_conditions_settled"),
+                   "blocking_conditions_settled", "incident_review_decided"),
            effects=("record_reinstatement",), fields=(JUSTIFICATION,), decisive=True),
     *_each(D.SUSPENDED, "renew", D.ACTIVE, {SYSTEM}, N_("Reactivate after an approved review"),
            effects=("schedule_monitoring",), fields=(REASON,)),
