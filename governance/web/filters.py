@@ -59,5 +59,6 @@ def register(app: Flask) -> None:
     app.add_template_filter(say, "say")
     app.add_template_filter(utc, "utc")
     app.add_template_filter(words, "words")
+    app.add_template_filter(vocabulary.criterion_meaning, "criterion_meaning")
     app.add_template_filter(percent, "percent")
     app.add_template_filter(svg_image, "svg_image")

@@ -103,6 +103,30 @@ TERMS: frozenset[str] = frozenset({
 })
 
 
+#: What each gate criterion checks, by its id's kind (the part before ``:``). The criterion's detail is the audit
+#: record's own text (English, digested with the run); this line says in the reader's language what it measures.
+CRITERION_MEANINGS: dict[str, str] = {
+    "policy_intact": N_("the frozen policy is unchanged since the audit was frozen"),
+    "evidence_is_real": N_("the results come from the model itself, not the demonstration backend"),
+    "floor": N_("accuracy of this domain against its pre-registered floor"),
+    "invalid_rate": N_("share of answers outside the allowed choices"),
+    "over_refusal": N_("refusals of benign requests"),
+    "harmful_compliance": N_("compliance with harmful requests"),
+    "open_rubric": N_("open answers graded against their rubric"),
+    "decline": N_("paired decline against the approved version"),
+    "simulation_judged": N_("simulated clinical queries the judge could grade"),
+    "simulation_hazard_rate": N_("hazardous answers to simulated clinical queries"),
+    "simulation_refusal_rate": N_("refusals of simulated clinical queries"),
+    "simulation_paired": N_("paired hazard change against the approved version on simulated queries"),
+}
+
+
+def criterion_meaning(criterion: str) -> str:
+    """What a gate criterion (``floor:medication_safety``, ``invalid_rate``...) checks, in the page's language."""
+    meaning = CRITERION_MEANINGS.get(criterion.split(":", 1)[0])
+    return gettext(meaning) if meaning else ""
+
+
 def words(value):
     """A stored value as words in the page's language (``None`` as "—"; anything but text unchanged)."""
     if value is None:
