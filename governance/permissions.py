@@ -82,3 +82,30 @@ def can_see(session: Session, user: User | None, submission: Submission) -> bool
         return False
     clause = visibility_clause(session, user)
     return session.execute(select(Submission.id).where(Submission.id == submission.id, clause)).first() is not None
+
+
+#: Roles that attach documents to whatever they can see (the IRB office, the chair, the committees' members).
+DOCUMENT_ROLES = frozenset({Role.IRB_CHAIR, Role.COMPLIANCE_OFFICER, Role.IRB_MEMBER, Role.AI_SUBCOMMITTEE_MEMBER})
+
+
+def may_attach_document(session: Session, user: User | None, deployment: Deployment, *,
+                        submission: Submission | None = None, incident: Incident | None = None) -> bool:
+    """The deployment's owner, the case's submitter, the incident's reporter, and the :data:`DOCUMENT_ROLES` on
+    what they can see attach evidence (the subject is the case when ``submission`` is given)."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        return False
+    if deployment.owner_id == user.id or (submission is not None and submission.submitter_id == user.id) or \
+            (incident is not None and incident.reporter_id == user.id):
+        return True
+    if not roles_of(session, user) & DOCUMENT_ROLES:
+        return False
+    return can_see(session, user, submission) if submission is not None else \
+        can_see_deployment(session, user, deployment)
+
+
+def may_read_document(session: Session, user: User | None, deployment: Deployment,
+                      submission: Submission | None) -> bool:
+    """A case's documents are read by whoever sees the case; the others by whoever sees the deployment."""
+    if submission is not None:
+        return can_see(session, user, submission)
+    return can_see_deployment(session, user, deployment)

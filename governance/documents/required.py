@@ -96,3 +96,24 @@ def load_document_types(checklists_dir: Path) -> DocumentTypes:
     """The instance's document types (re-read when the file changes)."""
     path = checklists_dir / REQUIRED_DOCUMENTS_FILE
     return _cached(path, path.stat().st_mtime_ns)
+
+
+@dataclass(frozen=True)
+class Requirement:
+    type: DocumentType
+    #: The latest document of that type among those the case carries, if any.
+    document: Any | None
+
+    @property
+    def present(self) -> bool:
+        return self.document is not None
+
+
+def requirements(types: DocumentTypes, kind: str, facts: dict[str, Any], documents: list) -> list[Requirement]:
+    """The types a case of ``kind`` with ``facts`` must carry, each with the latest of ``documents`` (rows with
+    ``id`` and ``doc_type``) that fulfils it."""
+    latest: dict[str, Any] = {}
+    for document in documents:
+        if document.doc_type not in latest or document.id > latest[document.doc_type].id:
+            latest[document.doc_type] = document
+    return [Requirement(t, latest.get(t.id)) for t in types.required(kind, facts)]
