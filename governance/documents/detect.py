@@ -15,7 +15,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import PurePath
 
-from ..errors import GovernanceError
+from ..domain import N_
+from ..errors import GovernanceError, Reason
 
 #: ``[Content_Types].xml`` is a few KiB; a larger one is not read (nor is any other member of the archive).
 MAX_CONTENT_TYPES_BYTES = 256 * 1024
@@ -49,9 +50,9 @@ _OFFICE_MAIN_PARTS = {
 
 
 class DocumentRefused(GovernanceError):
-    """An upload that is not stored: ``filename`` names it, the message says why."""
+    """An upload that is not stored: ``filename`` names it, ``reason`` (a translatable :class:`Reason`) says why."""
 
-    def __init__(self, filename: str, reason: str):
+    def __init__(self, filename: str, reason: Reason):
         super().__init__(f"{filename}: {reason}")
         self.filename, self.reason = filename, reason
 
@@ -108,14 +109,16 @@ def detect(filename: str, data: bytes, max_bytes: int) -> Kind:
     """The kind of an upload, or :class:`DocumentRefused` saying why not: empty, larger than ``max_bytes``, of a
     kind not accepted, or named with an extension that contradicts its content (a PDF called ``.docx``)."""
     if not data:
-        raise DocumentRefused(filename, "the file is empty")
+        raise DocumentRefused(filename, Reason(N_("the file is empty")))
     if len(data) > max_bytes:
-        raise DocumentRefused(filename, f"the file is {len(data):,} bytes; at most {max_bytes:,} are accepted")
+        raise DocumentRefused(filename, Reason(N_("the file is %(size)s bytes; at most %(limit)s are accepted"),
+                                               size=f"{len(data):,}", limit=f"{max_bytes:,}"))
     kind = sniff(data)
     if kind is None:
-        raise DocumentRefused(filename, f"the content is not one of the accepted types ({ACCEPTED})")
+        raise DocumentRefused(filename, Reason(N_("the content is not one of the accepted types (%(accepted)s)"),
+                                               accepted=ACCEPTED))
     extension = PurePath(filename).suffix.lower()
     if extension not in kind.extensions:
-        raise DocumentRefused(filename, f"the name ends in '{extension or '(nothing)'}' but the content is "
-                                        f"{kind.media_type}")
+        raise DocumentRefused(filename, Reason(N_("the name ends in '%(extension)s' but the content is %(type)s"),
+                                               extension=extension or "(nothing)", type=kind.media_type))
     return kind

@@ -21,7 +21,8 @@ from ..config import Settings
 from ..documents.detect import DocumentRefused, detect
 from ..documents.required import load_document_types
 from ..documents.storage import read_verified, storage_for
-from ..errors import GovernanceError, NotPermitted
+from ..domain import N_
+from ..errors import GovernanceError, NotPermitted, Reason
 from ..inputs import CONTROL_CHARACTERS
 from ..models import (ApprovalCondition, Deployment, Document, Incident, ObligationStatus, Submission, User,
                       utcnow)
@@ -70,11 +71,12 @@ def clean_filename(filename: str) -> str:
     a control character or is longer than 255 characters."""
     name = PurePosixPath(unicodedata.normalize("NFC", filename or "").replace("\\", "/")).name.strip()
     if not name or name in {".", ".."}:
-        raise DocumentRefused(filename or "(no name)", "the file has no name")
+        raise DocumentRefused(filename or "(no name)", Reason(N_("the file has no name")))
     if CONTROL_CHARACTERS.search(name) or "\x00" in name or "\x7f" in name:
-        raise DocumentRefused(name.encode("unicode_escape").decode("ascii"), "the name holds a control character")
+        raise DocumentRefused(name.encode("unicode_escape").decode("ascii"),
+                              Reason(N_("the name holds a control character")))
     if len(name) > 255:
-        raise DocumentRefused(name[:60] + "…", "the name is longer than 255 characters")
+        raise DocumentRefused(name[:60] + "…", Reason(N_("the name is longer than 255 characters")))
     return name
 
 
