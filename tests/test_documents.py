@@ -376,3 +376,42 @@ def test_a_document_uploaded_to_a_case_appears_with_its_sha256_in_the_next_dossi
     assert "Documents" in text and "证明文件" in text and "bias-evaluation.pdf" in text and "notes.txt" in text
     assert document.sha256 in flat and notes.sha256 in flat
     assert "Bias and fairness evaluation of the model" in text
+
+
+def test_the_required_documents_file_is_checked_like_the_checklists(tmp_path):
+    """A condition naming an unknown field is refused at load time with the file, the line and the key."""
+    import shutil
+
+    from governance.cli.classify import validate_data_files
+    from governance.datafiles import DataFileError
+    from governance.documents.required import REQUIRED_DOCUMENTS_FILE
+
+    from .conftest import ROOT
+
+    folder = tmp_path / "checklists"
+    shutil.copytree(ROOT / "checklists", folder)
+    path = folder / REQUIRED_DOCUMENTS_FILE
+    path.write_text(path.read_text(encoding="utf-8").replace("field: personal_information", "field: star_sign"),
+                    encoding="utf-8")
+    with pytest.raises(DataFileError, match="star_sign") as refused:
+        validate_data_files(ROOT / "regulations", folder)
+    assert "required_documents.yaml" in str(refused.value) and "documents[1].applies_when" in str(refused.value)
+
+
+def test_what_a_case_must_carry_follows_its_kind_and_facts(session, factory):
+    """Every new case needs a bias evaluation; a device a validation report; sensitive data a DPIA."""
+    from governance import queries
+
+    plain = factory.submission()
+    required = [r.type.id for r in queries.required_documents(session, factory.settings, plain)]
+    assert "bias_report" in required and "validation_report" not in required
+    sensitive = factory.submission(personal_information="sensitive")
+    assert "dpia" in [r.type.id for r in queries.required_documents(session, factory.settings, sensitive)]
+    attach_document(session, factory.settings, sensitive, doc_type="dpia", filename="dpia.txt", data=b"done",
+                    actor=factory.person("submitter"))
+    session.commit()
+    status = {r.type.id: r.present for r in queries.required_documents(session, factory.settings, sensitive)}
+    assert status["dpia"] is True and status["bias_report"] is False
+    device = factory.drive(factory.submission("diagnostic_decision_support_images"), "classified")
+    assert queries.case_facts(session, device)["nmpa_status"] == "device"
+    assert "validation_report" in [r.type.id for r in queries.required_documents(session, factory.settings, device)]
