@@ -103,9 +103,27 @@ def may_attach_document(session: Session, user: User | None, deployment: Deploym
         can_see_deployment(session, user, deployment)
 
 
+def incident_visibility_clause(session: Session, user: User):
+    """A WHERE clause (over Incident joined with its Deployment) selecting the incidents ``user`` may see: all of
+    them for the oversight roles; else those they reported or on systems they own."""
+    if roles_of(session, user) & OVERSIGHT_ROLES:
+        return Incident.id.is_not(None)
+    return or_(Incident.reporter_id == user.id, Deployment.owner_id == user.id)
+
+
+def can_see_incident(session: Session, user: User | None, incident: Incident) -> bool:
+    if user is None:
+        return False
+    return session.execute(select(Incident.id).join(Deployment, Deployment.id == Incident.deployment_id).where(
+        Incident.id == incident.id, incident_visibility_clause(session, user))).first() is not None
+
+
 def may_read_document(session: Session, user: User | None, deployment: Deployment,
-                      submission: Submission | None) -> bool:
-    """A case's documents are read by whoever sees the case; the others by whoever sees the deployment."""
+                      submission: Submission | None, incident: Incident | None = None) -> bool:
+    """A case's documents are read by whoever sees the case, an incident's by whoever sees the incident, the
+    others by whoever sees the deployment."""
+    if incident is not None:
+        return can_see_incident(session, user, incident)
     if submission is not None:
         return can_see(session, user, submission)
     return can_see_deployment(session, user, deployment)

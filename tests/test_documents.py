@@ -415,3 +415,31 @@ def test_what_a_case_must_carry_follows_its_kind_and_facts(session, factory):
     device = factory.drive(factory.submission("diagnostic_decision_support_images"), "classified")
     assert queries.case_facts(session, device)["nmpa_status"] == "device"
     assert "validation_report" in [r.type.id for r in queries.required_documents(session, factory.settings, device)]
+
+
+def test_the_reporter_attaches_a_screenshot_to_an_incident(app, session, factory):
+    from governance.operations.incidents import report_incident
+
+    app.config["GOVERNANCE"] = factory.settings.replace(dossier_dispatch="queue")  # no dossier needed here
+    case = factory.case_in("approved")
+    clinician = factory.person("clinician")
+    incident = report_incident(session, factory.settings, deployment=subject_of(session, case).deployment,
+                               severity="minor", reporter=clinician, what_happened="Wrong ward in a letter.")
+    session.commit()
+    client = app.test_client()
+    client.post("/login", data={"email": clinician.email, "password": PASSWORD})
+    image = _image("PNG")
+    response = client.post(f"/incidents/{incident.id}/documents",
+                           data={"doc_type": "other", "file": (io.BytesIO(image), "screen.png")},
+                           content_type="multipart/form-data", follow_redirects=True)
+    assert response.status_code == 200 and b"screen.png" in response.data
+    document = session.execute(select(Document)).scalars().one()
+    assert (document.subject_type, document.subject_id) == ("incident", incident.id)
+    download = client.get(f"/documents/{document.id}")
+    assert download.status_code == 200 and download.data == image and download.mimetype == "image/png"
+    stranger = app.test_client()
+    stranger.post("/login", data={"email": factory.person("ai1").email, "password": PASSWORD})
+    assert stranger.get(f"/documents/{document.id}").status_code == 404
+    assert stranger.post(f"/incidents/{incident.id}/documents",
+                         data={"doc_type": "other", "file": (io.BytesIO(image), "x.png")},
+                         content_type="multipart/form-data").status_code == 404

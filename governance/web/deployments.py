@@ -25,7 +25,7 @@ from ..operations.cases import open_continuing_review, register_deployment, subm
 from ..permissions import can_manage_deployment, deployment_visibility_clause, visibility_clause
 from .access import me, require_roles, roles
 from .actions import fire_posted_action, refusal_reason
-from .documents import document_form, document_types, may_attach, uploaders
+from .documents import document_form, document_types, may_attach, readable, uploaders
 from .forms import (ConditionCloseForm, ConfirmForm, DescriptorForm, VersionForm, action_form_class,
                     demo_endpoint_choices)
 from .listing import paginate
@@ -122,8 +122,8 @@ def show(deployment_id: int):
     is_owner = deployment.owner_id == me().id
     can_manage = can_manage_deployment(session, me(), deployment)
     visible_cases = {c.id for c in cases}
-    documents = [d for d in deployment_documents(session, deployment)
-                 if d.submission_id is None or d.submission_id in visible_cases]
+    documents = readable([d for d in deployment_documents(session, deployment)
+                          if d.submission_id is None or d.submission_id in visible_cases])
     return render_template("deployments/show.html", deployment=deployment, versions=versions, cases=cases,
                            documents=documents, document_uploaders=uploaders(documents),
                            document_types=document_types(),

@@ -16,9 +16,9 @@ from ..documents.required import DocumentTypes, load_document_types
 from ..documents.storage import StoredDocumentCorrupt
 from ..errors import GovernanceError, NotPermitted
 from ..inputs import accepts_documents
-from ..models import Deployment, Document, Submission, User
+from ..models import Deployment, Document, Incident, Submission, User
 from ..operations.documents import attach_document, document_bytes, subject_of
-from ..permissions import can_see, deployment_visibility_clause, may_attach_document, may_read_document
+from ..permissions import can_see, can_see_incident, deployment_visibility_clause, may_attach_document, may_read_document
 from .access import me
 from .forms import DocumentForm
 from .i18n import page_language
@@ -42,6 +42,15 @@ def may_attach(record) -> bool:
                                incident=subject.incident)
 
 
+def readable(documents: list[Document]) -> list[Document]:
+    """``documents`` without those of incidents the signed-in user may not see (an incident's documents follow
+    the incident's visibility, narrower than its deployment's)."""
+    session = get_session()
+    hidden = {d.subject_id for d in documents if d.subject_type == "incident"}
+    hidden -= {i for i in hidden if can_see_incident(session, me(), session.get(Incident, i))}
+    return [d for d in documents if not (d.subject_type == "incident" and d.subject_id in hidden)]
+
+
 def uploaders(documents: list[Document]) -> dict[int, str]:
     ids = {d.uploaded_by_id for d in documents}
     if not ids:
@@ -49,7 +58,8 @@ def uploaders(documents: list[Document]) -> dict[int, str]:
     return dict(get_session().execute(select(User.id, User.name).where(User.id.in_(ids))).all())
 
 
-def _attach(record, back: str):
+def attach_uploaded(record, back: str):
+    """Attach the posted file to ``record`` and go back to ``back`` saying what happened."""
     session = get_session()
     settings = current_app.config["GOVERNANCE"]
     form = document_form()
@@ -83,7 +93,7 @@ def attach_to_case(submission_id: int):
     case = get_session().get(Submission, submission_id)
     if case is None or not can_see(get_session(), me(), case):
         abort(404)
-    return _attach(case, url_for("cases.show", submission_id=case.id, _anchor="documents"))
+    return attach_uploaded(case, url_for("cases.show", submission_id=case.id, _anchor="documents"))
 
 
 @bp.post("/deployments/<id:deployment_id>/documents")
@@ -95,7 +105,7 @@ def attach_to_deployment(deployment_id: int):
                                                           deployment_visibility_clause(session, me()))).scalars().first()
     if deployment is None:
         abort(404)
-    return _attach(deployment, url_for("deployments.show", deployment_id=deployment.id, _anchor="documents"))
+    return attach_uploaded(deployment, url_for("deployments.show", deployment_id=deployment.id, _anchor="documents"))
 
 
 @bp.get("/documents/<id:document_id>")
@@ -107,7 +117,8 @@ def download(document_id: int):
         abort(404)
     deployment = session.get(Deployment, document.deployment_id)
     case = session.get(Submission, document.submission_id) if document.submission_id else None
-    if not may_read_document(session, me(), deployment, case):
+    incident = session.get(Incident, document.subject_id) if document.subject_type == "incident" else None
+    if not may_read_document(session, me(), deployment, case, incident):
         abort(404)
     try:
         data = document_bytes(current_app.config["GOVERNANCE"], document)
