@@ -245,13 +245,16 @@ def test_upload_on_the_deployment_page(app, session, factory, case):
     client.post("/login", data={"email": factory.person("submitter").email, "password": PASSWORD})
     deployment = subject_of(session, case).deployment
     response = client.post(f"/deployments/{deployment.id}/documents",
-                           data={"doc_type": "dpia", "file": (io.BytesIO(b"impact assessed\n"), "dpia.txt")},
+                           data={"subject": f"deployment:{deployment.id}", "doc_type": "dpia",
+                                 "file": (io.BytesIO(b"impact assessed\n"), "dpia.txt")},
                            content_type="multipart/form-data", follow_redirects=True)
     assert response.status_code == 200 and b"dpia.txt" in response.data
     document = session.execute(select(Document)).scalars().one()
     assert (document.subject_type, document.subject_id, document.submission_id) == ("deployment", deployment.id, None)
     page = client.get(f"/submissions/{case.id}")
     assert b"dpia.txt" in page.data  # a deployment's documents are shown with its cases
+    chinese = client.get(f"/submissions/{case.id}", headers={"Accept-Language": "zh-CN"}).data.decode()
+    assert "证明文件" in chinese and "模型偏倚与公平性评估报告" in chinese and "缺失" in chinese
 
 
 def test_an_upload_larger_than_the_limit_is_refused(app, session, factory, case):
@@ -443,3 +446,29 @@ def test_the_reporter_attaches_a_screenshot_to_an_incident(app, session, factory
     assert stranger.post(f"/incidents/{incident.id}/documents",
                          data={"doc_type": "other", "file": (io.BytesIO(image), "x.png")},
                          content_type="multipart/form-data").status_code == 404
+
+
+def test_evidence_for_a_condition_of_approval_is_attached_on_the_deployment_page(app, session, factory):
+    from governance.models import ApprovalCondition
+
+    app.config["GOVERNANCE"] = factory.settings.replace(dossier_dispatch="queue")  # no dossier needed here
+    case = factory.case_in("approved_with_conditions")
+    condition = session.execute(select(ApprovalCondition)).scalars().first()
+    client = app.test_client()
+    client.post("/login", data={"email": factory.person("submitter").email, "password": PASSWORD})
+    page = client.get(f"/deployments/{case.deployment_id}")
+    assert f'value="approval_condition:{condition.id}"'.encode() in page.data
+    response = client.post(f"/deployments/{case.deployment_id}/documents",
+                           data={"subject": f"approval_condition:{condition.id}", "doc_type": "other",
+                                 "file": (io.BytesIO(b"re-audit done\n"), "reaudit.txt")},
+                           content_type="multipart/form-data", follow_redirects=True)
+    assert response.status_code == 200 and b"reaudit.txt" in response.data
+    document = session.execute(select(Document)).scalars().one()
+    assert (document.subject_type, document.subject_id, document.deployment_id) == \
+        ("approval_condition", condition.id, case.deployment_id)
+    other = factory.deployment()  # a subject of another deployment is not accepted through this one's page
+    refused = client.post(f"/deployments/{other.id}/documents",
+                          data={"subject": f"approval_condition:{condition.id}", "doc_type": "other",
+                                "file": (io.BytesIO(b"x\n"), "x.txt")}, content_type="multipart/form-data",
+                          follow_redirects=True)
+    assert session.execute(select(sa.func.count(Document.id))).scalar() == 1 and b"x.txt" not in refused.data

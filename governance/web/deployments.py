@@ -25,7 +25,7 @@ from ..operations.cases import open_continuing_review, register_deployment, subm
 from ..permissions import can_manage_deployment, deployment_visibility_clause, visibility_clause
 from .access import me, require_roles, roles
 from .actions import fire_posted_action, refusal_reason
-from .documents import document_form, document_types, may_attach, readable, uploaders
+from .documents import deployment_document_form, document_types, may_attach, readable, uploaders
 from .forms import (ConditionCloseForm, ConfirmForm, DescriptorForm, VersionForm, action_form_class,
                     demo_endpoint_choices)
 from .listing import paginate
@@ -127,7 +127,7 @@ def show(deployment_id: int):
     return render_template("deployments/show.html", deployment=deployment, versions=versions, cases=cases,
                            documents=documents, document_uploaders=uploaders(documents),
                            document_types=document_types(),
-                           document_form=document_form() if may_attach(deployment) else None,
+                           document_form=deployment_document_form(deployment) if may_attach(deployment) else None,
                            history=history, dossiers=dossiers, preview=preview, trend=trend, actions=actions,
                            forms=forms, incidents=incidents, watch=watch, conditions=conditions,
                            condition_form=ConditionCloseForm, today=utcnow().date(),

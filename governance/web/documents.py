@@ -16,11 +16,11 @@ from ..documents.required import DocumentTypes, load_document_types
 from ..documents.storage import StoredDocumentCorrupt
 from ..errors import GovernanceError, NotPermitted
 from ..inputs import accepts_documents
-from ..models import Deployment, Document, Incident, Submission, User
-from ..operations.documents import attach_document, document_bytes, subject_of
+from ..models import ApprovalCondition, Deployment, Document, Incident, ObligationStatus, Submission, User
+from ..operations.documents import attach_document, document_bytes, find_subject, subject_of
 from ..permissions import can_see, can_see_incident, deployment_visibility_clause, may_attach_document, may_read_document
 from .access import me
-from .forms import DocumentForm
+from .forms import DeploymentDocumentForm, DocumentForm
 from .i18n import page_language
 from .vocabulary import say
 
@@ -58,11 +58,30 @@ def uploaders(documents: list[Document]) -> dict[int, str]:
     return dict(get_session().execute(select(User.id, User.name).where(User.id.in_(ids))).all())
 
 
-def attach_uploaded(record, back: str):
-    """Attach the posted file to ``record`` and go back to ``back`` saying what happened."""
+def deployment_subjects(deployment: Deployment) -> list[tuple[str, str]]:
+    """What a document may be attached to from the deployment's page: the deployment, its conditions of approval,
+    its obligations (``type:id`` and a label)."""
+    session = get_session()
+    conditions = session.execute(select(ApprovalCondition).where(ApprovalCondition.deployment_id == deployment.id)
+                                 .order_by(ApprovalCondition.id)).scalars()
+    obligations = session.execute(select(ObligationStatus).where(ObligationStatus.deployment_id == deployment.id)
+                                  .order_by(ObligationStatus.obligation_id)).scalars()
+    return [(f"deployment:{deployment.id}", _("the deployment")),
+            *((f"approval_condition:{c.id}", _("condition %(number)s: %(text)s", number=c.number, text=c.text[:80]))
+              for c in conditions),
+            *((f"obligation_status:{o.id}", _("obligation %(id)s", id=o.obligation_id)) for o in obligations)]
+
+
+def deployment_document_form(deployment: Deployment) -> DeploymentDocumentForm:
+    return DeploymentDocumentForm(document_types(), page_language(), deployment_subjects(deployment))
+
+
+def attach_uploaded(record, back: str, form: DocumentForm | None = None):
+    """Attach the posted file to ``record`` (or to the subject ``form`` names, one of the deployment's) and go back
+    to ``back`` saying what happened."""
     session = get_session()
     settings = current_app.config["GOVERNANCE"]
-    form = document_form()
+    form = form or document_form()
     if not form.validate_on_submit():
         for errors in form.errors.values():
             for error in errors:
@@ -70,6 +89,12 @@ def attach_uploaded(record, back: str):
         return redirect(back, code=303)
     upload = form.file.data
     data = upload.read(settings.document_max_bytes + 1)
+    if isinstance(form, DeploymentDocumentForm):
+        subject_type, _colon, subject_id = form.subject.data.partition(":")
+        subject = find_subject(session, subject_type, int(subject_id))
+        if subject.deployment.id != record.id:
+            abort(400)
+        record = subject
     try:
         document = attach_document(session, settings, record, doc_type=form.doc_type.data,
                                    filename=upload.filename or "", data=data, actor=me(), note=form.note.data or "")
@@ -105,7 +130,8 @@ def attach_to_deployment(deployment_id: int):
                                                           deployment_visibility_clause(session, me()))).scalars().first()
     if deployment is None:
         abort(404)
-    return attach_uploaded(deployment, url_for("deployments.show", deployment_id=deployment.id, _anchor="documents"))
+    return attach_uploaded(deployment, url_for("deployments.show", deployment_id=deployment.id, _anchor="documents"),
+                           deployment_document_form(deployment))
 
 
 @bp.get("/documents/<id:document_id>")

@@ -460,3 +460,14 @@ class DocumentForm(FlaskForm):
     def __init__(self, types, lang: str, **kwargs):
         super().__init__(**kwargs)
         self.doc_type.choices = opts((type_id, types.title(type_id).get(lang)) for type_id in types.ids)
+
+
+class DeploymentDocumentForm(DocumentForm):
+    """On a deployment's page a document may go to the deployment itself, one of its conditions of approval or one
+    of its obligations: ``subjects`` are (``type:id``, label) pairs, the deployment's first."""
+
+    subject = SelectField(_l("Attached to"), validators=[InputRequired()])
+
+    def __init__(self, types, lang: str, subjects, **kwargs):
+        super().__init__(types, lang, **kwargs)
+        self.subject.choices = opts(subjects)
