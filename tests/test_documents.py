@@ -17,9 +17,9 @@ from sqlalchemy import select
 from governance.db import get_db
 from governance.documents.detect import DOCX, JPEG, PDF, PNG, TEXT, XLSX, DocumentRefused, detect
 from governance.documents.storage import ObjectStore, StoredDocumentCorrupt
+from governance.errors import NotPermitted
 from governance.models import Document, Event
 from governance.operations.documents import attach_document, document_bytes, documents_of, subject_of
-from governance.errors import NotPermitted
 
 from .factories import PASSWORD
 
@@ -142,7 +142,8 @@ def test_a_second_upload_is_version_two_and_the_first_is_unchanged(app, session,
     assert document_bytes(settings, kept) == b"first findings\n"
     assert document_bytes(settings, session.get(Document, second.id)) == b"second findings\n"
     assert kept.storage_key == session.get(Document, other.id).storage_key  # the same bytes are stored once
-    assert [d.version for d in documents_of(session, subject_of(session, case)) if d.doc_type == "bias_report"] == [1, 2]
+    listed = documents_of(session, subject_of(session, case))
+    assert [d.version for d in listed if d.doc_type == "bias_report"] == [1, 2]
     events = session.execute(select(Event).where(Event.name == "document_attached").order_by(Event.seq)).scalars().all()
     assert [e.payload["version"] for e in events] == [1, 2, 1] and events[1].submission_id == case.id
     assert events[1].payload["sha256"] == second.sha256 and events[1].payload["doc_type"] == "bias_report"

@@ -17,7 +17,7 @@ _SUBJECT_TYPES = {"case": "submission", "deployment": "deployment", "obligation"
 def _subject_option(function):
     for name in reversed(SUBJECT_OPTIONS):
         function = click.option(f"--{name}", f"{name}_id", type=int, default=None,
-                                help=f"The {name}'s id (give exactly one of --{', --'.join(SUBJECT_OPTIONS)}).")(function)
+                                help=f"The {name}'s id (give exactly one of the five).")(function)
     return function
 
 

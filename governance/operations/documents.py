@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from .. import eventlog, queries
+from .. import eventlog
 from ..config import Settings
 from ..documents.detect import DocumentRefused, detect
 from ..documents.required import load_document_types
@@ -24,8 +24,7 @@ from ..documents.storage import read_verified, storage_for
 from ..domain import N_
 from ..errors import GovernanceError, NotPermitted, Reason
 from ..inputs import CONTROL_CHARACTERS
-from ..models import (ApprovalCondition, Deployment, Document, Incident, ObligationStatus, Submission, User,
-                      utcnow)
+from ..models import ApprovalCondition, Deployment, Document, Incident, ObligationStatus, Submission, User, utcnow
 from ..permissions import may_attach_document
 
 #: The model each subject type names.

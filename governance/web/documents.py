@@ -18,7 +18,8 @@ from ..errors import GovernanceError, NotPermitted
 from ..inputs import accepts_documents
 from ..models import ApprovalCondition, Deployment, Document, Incident, ObligationStatus, Submission, User
 from ..operations.documents import attach_document, document_bytes, find_subject, subject_of
-from ..permissions import can_see, can_see_incident, deployment_visibility_clause, may_attach_document, may_read_document
+from ..permissions import (can_see, can_see_incident, deployment_visibility_clause, may_attach_document,
+                           may_read_document)
 from .access import me
 from .forms import DeploymentDocumentForm, DocumentForm
 from .i18n import page_language
@@ -126,8 +127,8 @@ def attach_to_case(submission_id: int):
 @login_required
 def attach_to_deployment(deployment_id: int):
     session = get_session()
-    deployment = session.execute(select(Deployment).where(Deployment.id == deployment_id,
-                                                          deployment_visibility_clause(session, me()))).scalars().first()
+    visible = deployment_visibility_clause(session, me())
+    deployment = session.execute(select(Deployment).where(Deployment.id == deployment_id, visible)).scalars().first()
     if deployment is None:
         abort(404)
     return attach_uploaded(deployment, url_for("deployments.show", deployment_id=deployment.id, _anchor="documents"),
