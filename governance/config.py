@@ -138,6 +138,18 @@ class Settings(BaseSettings):
     default_locale: Literal["en", "zh_CN"] = "en"
     #: The largest request body the app reads (pages and API; Flask's ``MAX_CONTENT_LENGTH``): larger ones get 413.
     max_request_bytes: int = Field(default=1024 * 1024, ge=16 * 1024, le=256 * 1024 * 1024)
+    #: The largest document (evidence attached to a case or deployment) accepted; its upload form alone may send
+    #: a body this large (plus the form's other fields), every other request keeps ``max_request_bytes``.
+    document_max_bytes: int = Field(default=25 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    #: Where document bytes are kept: ``instance`` (``<instance>/documents/``) or ``s3`` (an S3-compatible object
+    #: store: the endpoint URL, e.g. MinIO's, the bucket and region, and its keys; the secret from the environment
+    #: as GOVERNANCE_DOCUMENT_S3_SECRET_ACCESS_KEY or from the instance config).
+    document_storage: Literal["instance", "s3"] = "instance"
+    document_s3_endpoint_url: str = Field(default="", pattern=r"^$|^https?://[^\s]+$")
+    document_s3_bucket: str = Field(default="", pattern=r"^$|^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    document_s3_region: str = Field(default="us-east-1", pattern=r"^[a-z0-9-]{1,40}$")
+    document_s3_access_key_id: str = Field(default="", max_length=200)
+    document_s3_secret_access_key: SecretStr = SecretStr("")
     #: The deepest nesting of arrays and objects a JSON body may have: deeper ones get 400.
     max_json_depth: int = Field(default=32, ge=4, le=512)
     #: Failed sign-ins allowed per account and source address in ``login_lockout_minutes``; the next attempt from
@@ -240,6 +252,14 @@ class Settings(BaseSettings):
                                  f"{'is' if len(missing) == 1 else 'are'} empty")
             if not value:
                 raise ValueError("auth_methods names ldap but ldap_group_roles maps no group to a role")
+        return value
+
+    @field_validator("document_s3_secret_access_key", mode="after")
+    @classmethod
+    def _object_store_complete(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        """With documents in an object store, its bucket (checked on the last of its settings)."""
+        if info.data.get("document_storage") == "s3" and not info.data.get("document_s3_bucket"):
+            raise ValueError("document_storage is s3 but document_s3_bucket is empty")
         return value
 
     @field_validator("instance_path", mode="after")

@@ -1,6 +1,7 @@
 """Limits every request meets before a page or an API endpoint reads it.
 
-- The body: at most ``max_request_bytes`` (Flask's ``MAX_CONTENT_LENGTH``; larger gets 413).
+- The body: at most ``max_request_bytes`` (Flask's ``MAX_CONTENT_LENGTH``; larger gets 413); a view marked with
+  :func:`accepts_documents` (a document's upload form) reads up to ``document_max_bytes`` and its form around it.
 - JSON: at most ``max_json_depth`` levels of arrays and objects (deeper gets 400, never a ``RecursionError``).
 - Text: no C0 control character but tab, line feed and carriage return, in any query parameter, form field or
   JSON string or key (PostgreSQL cannot store NUL, and none of them belongs in what a person types). The 400
@@ -16,7 +17,7 @@ import json
 import re
 from typing import Any
 
-from flask import Flask, abort, jsonify, request
+from flask import Flask, abort, current_app, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from flask_babel import gettext as _
 from werkzeug.exceptions import BadRequest
@@ -111,8 +112,27 @@ def _refuse(problem: InputRefused):
     abort(400, description=message)
 
 
+#: What an upload form sends besides the file (its other fields and the multipart framing).
+UPLOAD_FORM_OVERHEAD = 64 * 1024
+
+
+def accepts_documents(view):
+    """Mark a view that receives a document upload: its request body may be as large as a document."""
+    view.accepts_documents = True
+    return view
+
+
+def _raise_limit_for_uploads() -> None:
+    view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
+    if getattr(view, "accepts_documents", False):
+        settings = current_app.config["GOVERNANCE"]
+        request.max_content_length = max(settings.max_request_bytes,
+                                         settings.document_max_bytes + UPLOAD_FORM_OVERHEAD)
+
+
 def check_request():
     """Refuse a request whose query, form or JSON holds a control character or JSON nested too deeply."""
+    _raise_limit_for_uploads()
     problem = _fields_problem(request.args)
     if problem is not None:
         return _refuse(problem)

@@ -82,3 +82,48 @@ def can_see(session: Session, user: User | None, submission: Submission) -> bool
         return False
     clause = visibility_clause(session, user)
     return session.execute(select(Submission.id).where(Submission.id == submission.id, clause)).first() is not None
+
+
+#: Roles that attach documents to whatever they can see (the IRB office, the chair, the committees' members).
+DOCUMENT_ROLES = frozenset({Role.IRB_CHAIR, Role.COMPLIANCE_OFFICER, Role.IRB_MEMBER, Role.AI_SUBCOMMITTEE_MEMBER})
+
+
+def may_attach_document(session: Session, user: User | None, deployment: Deployment, *,
+                        submission: Submission | None = None, incident: Incident | None = None) -> bool:
+    """The deployment's owner, the case's submitter, the incident's reporter, and the :data:`DOCUMENT_ROLES` on
+    what they can see attach evidence (the subject is the case when ``submission`` is given)."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        return False
+    if deployment.owner_id == user.id or (submission is not None and submission.submitter_id == user.id) or \
+            (incident is not None and incident.reporter_id == user.id):
+        return True
+    if not roles_of(session, user) & DOCUMENT_ROLES:
+        return False
+    return can_see(session, user, submission) if submission is not None else \
+        can_see_deployment(session, user, deployment)
+
+
+def incident_visibility_clause(session: Session, user: User):
+    """A WHERE clause (over Incident joined with its Deployment) selecting the incidents ``user`` may see: all of
+    them for the oversight roles; else those they reported or on systems they own."""
+    if roles_of(session, user) & OVERSIGHT_ROLES:
+        return Incident.id.is_not(None)
+    return or_(Incident.reporter_id == user.id, Deployment.owner_id == user.id)
+
+
+def can_see_incident(session: Session, user: User | None, incident: Incident) -> bool:
+    if user is None:
+        return False
+    return session.execute(select(Incident.id).join(Deployment, Deployment.id == Incident.deployment_id).where(
+        Incident.id == incident.id, incident_visibility_clause(session, user))).first() is not None
+
+
+def may_read_document(session: Session, user: User | None, deployment: Deployment,
+                      submission: Submission | None, incident: Incident | None = None) -> bool:
+    """A case's documents are read by whoever sees the case, an incident's by whoever sees the incident, the
+    others by whoever sees the deployment."""
+    if incident is not None:
+        return can_see_incident(session, user, incident)
+    if submission is not None:
+        return can_see(session, user, submission)
+    return can_see_deployment(session, user, deployment)

@@ -10,17 +10,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlmodel import Session
 
 from .checklists import Checklist, checklist_for
 from .committees import CommitteeRules, threshold_met
 from .config import Settings
+from .documents.required import Requirement, load_document_types, requirements
 from .domain import N_, OPEN_STATES, ConditionStatus, Pathway, SubmissionKind, VoteMeaning
 from .errors import Reason
 from .models import (ApprovalCondition, Assignment, AuditRun, ChecklistDraft, ChecklistResponse, Classification,
-                     ConflictDeclaration, Decision, Deployment, Event, Meeting, MeetingAttendance, ModelVersion,
-                     Submission, User, Vote)
+                     ConflictDeclaration, Decision, Deployment, Document, Event, Meeting, MeetingAttendance,
+                     ModelVersion, Submission, User, Vote)
 from .permissions import roles_of
 
 _MEMO = "governance.queries.memo"
@@ -134,6 +135,27 @@ def case_facts(session: Session, submission: Submission) -> dict[str, Any]:
         "materiality": submission.materiality or "none",
     })
     return facts
+
+
+def case_documents(session: Session, submission: Submission) -> list[Document]:
+    """What a case's reviewers weigh: the case's own documents and its deployment's (those attached to the
+    deployment, its obligations, conditions and incidents; not other cases'), by subject, type, name, version."""
+    return list(session.execute(select(Document).where(
+        Document.deployment_id == submission.deployment_id,
+        or_(Document.submission_id.is_(None), Document.submission_id == submission.id))
+        .order_by(Document.subject_type.desc(), Document.doc_type, Document.filename, Document.version)).scalars())
+
+
+def required_documents(session: Session, settings: Settings, submission: Submission,
+                       documents: list[Document] | None = None) -> list[Requirement]:
+    """The document types the case must carry (by its kind and facts), each with the document that fulfils it:
+    one of that type among :func:`case_documents` (``documents`` when the caller has them)."""
+    types = load_document_types(settings.checklists_dir)
+    facts = case_facts(session, submission)
+    if not types.required(submission.kind, facts):
+        return []
+    documents = case_documents(session, submission) if documents is None else documents
+    return requirements(types, submission.kind, facts, documents)
 
 
 def checklist_of(session: Session, submission: Submission, settings: Settings) -> Checklist:

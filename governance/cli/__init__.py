@@ -36,6 +36,9 @@ COMMANDS = {
     "condition": ("cases:condition", "Conditions of approval: list them, record one met (with evidence) or waive "
                                      "it (the chair)."),
     "obligation": ("cases:obligation", "Obligations named by classifications."),
+    "document": ("documents:document", "Documents attached as evidence: attach a file to a case, deployment, "
+                                       "obligation, condition or incident (the same type and name again is its next "
+                                       "version), list them."),
     "checklist": ("cases:checklist", "Review checklists."),
     "classify": ("classify:classify", "Classify deployment descriptors (China / US / EU), or assess a change's "
                                       "materiality."),

@@ -17,6 +17,7 @@ from ..classification.engine import classify as run_classifier
 from ..classification.materiality import ModelVersionRecord, assess_change
 from ..classification.rules import RuleSet, load_ruleset, rule_files
 from ..committees import load_committee_rules
+from ..documents.required import REQUIRED_DOCUMENTS_FILE, load_document_types_file
 from ..config import PROJECT_ROOT, load_settings, resolve_instance_path
 from ..monitoring.policy import load_monitoring
 from ..errors import DataFileError, GovernanceError
@@ -100,13 +101,16 @@ def rules() -> None:
 
 
 def validate_data_files(regulations_dir: Path, checklists_dir: Path | None) -> tuple[RuleSet, list[dict], tuple]:
-    """Load every data file strictly (rule files, committee rules, monitoring, gate policies, checklists): the
-    first error raises, naming the file, the line and the key. Returns the rule set, policies and checklists."""
+    """Load every data file strictly (rule files, committee rules, monitoring, gate policies, checklists, required
+    documents): the first error raises, naming the file, the line and the key. Returns the rule set, policies and
+    checklists."""
     ruleset = load_ruleset(regulations_dir)
     load_committee_rules(regulations_dir)
     load_monitoring(regulations_dir)
     policies = [load_policy(path) for path in policy_files(regulations_dir)]
     checklists = load_checklists(checklists_dir) if checklists_dir is not None else ()
+    if checklists_dir is not None and (checklists_dir / REQUIRED_DOCUMENTS_FILE).exists():
+        load_document_types_file(checklists_dir / REQUIRED_DOCUMENTS_FILE)
     return ruleset, policies, checklists
 
 

@@ -19,6 +19,8 @@ from ..audit.items import ETHICS_DIMENSIONS, SAFETY_DIMENSIONS, raw_records
 from ..committees import load_committee_rules
 from ..config import Settings
 from ..db import make_session_factory
+from ..documents.required import load_document_types
+from ..documents.storage import read_verified
 from ..models import (AuditRun, ChecklistResponse, Classification, ConflictDeclaration, Decision, Deployment, Incident,
                       ModelVersion, Submission, User, Vote, utcnow)
 from . import charts
@@ -222,6 +224,38 @@ def _monitoring(session: Session, deployment: Deployment, submission: Submission
                            "adverse_event_reference": i.adverse_event_reference} for i in incidents]}
 
 
+#: How a document's subject is named in the dossier.
+SUBJECT_LABELS = {"submission": "case", "deployment": "deployment", "obligation_status": "obligation",
+                  "approval_condition": "condition", "incident": "incident"}
+
+
+def _documents(session: Session, settings: Settings,
+               submission: Submission) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, bytes]]:
+    """The case's and its deployment's documents as the dossier lists them, the required types with whether each
+    is present, and the PDFs among the documents (checked against their sha256) to embed, by attachment name."""
+    documents = queries.case_documents(session, submission)
+    required = queries.required_documents(session, settings, submission, documents)
+    if not documents:
+        return [], [{"id": r.type.id, "title_en": r.type.title.en, "title_zh": r.type.title.zh, "present": False}
+                    for r in required], {}
+    types = load_document_types(settings.checklists_dir)
+    people = _users(session, {d.uploaded_by_id for d in documents})
+    listed, embedded = [], {}
+    for d in documents:
+        name = None
+        if d.media_type == "application/pdf":
+            name = f"documents/{d.id}-{d.filename}"
+            embedded[name] = read_verified(settings, d.storage, d.storage_key, d.sha256)
+        title = types.title(d.doc_type)
+        listed.append({"id": d.id, "subject": f"{SUBJECT_LABELS[d.subject_type]} #{d.subject_id}",
+                       "type": d.doc_type, "type_en": title.en, "type_zh": title.zh, "filename": d.filename,
+                       "version": d.version, "size": d.size, "sha256": d.sha256, "media_type": d.media_type,
+                       "uploaded_by": people[d.uploaded_by_id].name if d.uploaded_by_id in people else "—",
+                       "created_at": _iso(d.created_at), "note": d.note, "embedded": name})
+    return listed, [{"id": r.type.id, "title_en": r.type.title.en, "title_zh": r.type.title.zh,
+                     "present": r.present} for r in required], embedded
+
+
 def build(session: Session, settings: Settings, submission: Submission, gate: str, *,
           event_seq: int | None = None, chain: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, bytes]]:
     """The template context and the evidence attachments (name -> bytes) of one dossier; ``chain``: the event
@@ -246,6 +280,8 @@ def build(session: Session, settings: Settings, submission: Submission, gate: st
     }
     if audit_evidence is not None:
         attachments["audit-results.json"] = _json_bytes(audit_evidence)
+    documents, required_documents, embedded = _documents(session, settings, submission)
+    attachments.update(embedded)
     evidence = [{"name": name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
                 for name, data in sorted(attachments.items())]
     context = {
@@ -265,7 +301,8 @@ def build(session: Session, settings: Settings, submission: Submission, gate: st
                     "endpoint": version.endpoint, "change_summary": version.change_summary,
                     "finetune_data_summary": version.finetune_data_summary},
         "classification": classification, "audit": audit, "review": review, "events": events, "chain": chain,
-        "gate_event": gate_event, "evidence": evidence,
+        "gate_event": gate_event, "evidence": evidence, "documents": documents,
+        "required_documents": required_documents,
         "monitoring": _monitoring(session, deployment, submission) if gate == "continuing_review" else None,
     }
     return context, attachments

@@ -3,6 +3,7 @@
 from .audits import AuditItemResult, AuditRun, GraderValidation
 from .base import NAMING_CONVENTION, utcnow
 from .deployments import Deployment, ModelVersion
+from .documents import DOCUMENT_SUBJECTS, Document
 from .events import Event
 from .records import Dossier, Incident, Notification
 from .review import (ApprovalCondition, Assignment, ChecklistDraft, ChecklistResponse, Comment, ConflictDeclaration,
@@ -13,9 +14,9 @@ from .submissions import Classification, ObligationStatus, Submission
 from .users import ApiToken, RoleAssignment, User
 
 __all__ = [
-    "NAMING_CONVENTION", "utcnow",
+    "NAMING_CONVENTION", "utcnow", "DOCUMENT_SUBJECTS",
     "ApiToken", "ApprovalCondition", "Assignment", "AuditItemResult", "AuditRun", "ChecklistDraft", "ChecklistResponse", "Classification", "Comment",
-    "ConflictDeclaration", "Decision", "Deployment", "Dossier", "Event", "GraderValidation", "Incident", "Interaction",
+    "ConflictDeclaration", "Decision", "Deployment", "Document", "Dossier", "Event", "GraderValidation", "Incident", "Interaction",
     "LiveWatch", "Meeting", "MeetingAttendance", "ModelVersion", "Notification", "ObligationStatus", "QuerySet",
     "RoleAssignment", "SimulationQuery", "SimulationResult", "Submission", "User", "Vote",
 ]

@@ -35,7 +35,7 @@ HTTP_DESCRIPTIONS = frozenset({
 
 def init_app(app: Flask) -> None:
     from . import account, admin, auth, cases, chair, dashboard, deployments, incidents, notifications, registry, review
-    from . import sessions
+    from . import documents, sessions
 
     csrf.init_app(app)
     limiter.init_app(app)
@@ -54,7 +54,7 @@ def init_app(app: Flask) -> None:
         return sessions.check(user)
 
     for blueprint in (auth.bp, dashboard.bp, cases.bp, deployments.bp, review.bp, chair.bp, registry.bp, admin.bp,
-                      account.bp, incidents.bp, notifications.bp):
+                      account.bp, incidents.bp, notifications.bp, documents.bp):
         app.register_blueprint(blueprint)
 
     @app.after_request

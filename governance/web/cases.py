@@ -15,6 +15,7 @@ from ..permissions import can_see
 from ..workflow import SubmissionState
 from .access import me, roles
 from .actions import fire_posted_action
+from .documents import document_form, document_types, may_attach, readable, uploaders
 from .forms import CommentForm, ObligationForm, action_form_class
 from .review import correction_form, recused_notice
 
@@ -73,8 +74,11 @@ def _show(session, submission: Submission):
     # deliberation: not shown to the submitter, nor to a chair recused from the case)
     vote_notes = [vote for vote, _name in votes if vote.comment or vote.proposed_conditions] \
         if chair and me().id not in queries.conflicted_user_ids(session, submission) else None
+    documents = readable(queries.case_documents(session, submission))
     return render_template(
-        "submissions/show.html", submission=submission,
+        "submissions/show.html", submission=submission, documents=documents, document_uploaders=uploaders(documents),
+        document_types=document_types(), document_form=document_form() if may_attach(submission) else None,
+        required_documents=queries.required_documents(session, settings, submission, documents),
         deployment=session.get(Deployment, submission.deployment_id),
         version=session.get(ModelVersion, submission.model_version_id),
         classification=queries.latest_classification(session, submission),

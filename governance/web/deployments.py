@@ -18,12 +18,14 @@ from ..domain import TERMINAL_STATES, Role
 from ..errors import NotPermitted
 from ..models import ApprovalCondition, Deployment, Dossier, Event, Incident, ModelVersion, Submission, User, utcnow
 from ..operations.conditions import conditions_of, meet_condition, waive_condition
+from ..operations.documents import deployment_documents
 from ..monitoring.trends import accuracy_trend, live_watch
 from ..operations import GovernanceError, TransitionRefused, actions_for
 from ..operations.cases import open_continuing_review, register_deployment, submit_model_version, update_descriptor
 from ..permissions import can_manage_deployment, deployment_visibility_clause, visibility_clause
 from .access import me, require_roles, roles
 from .actions import fire_posted_action, refusal_reason
+from .documents import deployment_document_form, document_types, may_attach, readable, uploaders
 from .forms import (ConditionCloseForm, ConfirmForm, DescriptorForm, VersionForm, action_form_class,
                     demo_endpoint_choices)
 from .listing import paginate
@@ -119,7 +121,13 @@ def show(deployment_id: int):
                                 .order_by(Incident.id.desc()).limit(50)).scalars().all()
     is_owner = deployment.owner_id == me().id
     can_manage = can_manage_deployment(session, me(), deployment)
+    visible_cases = {c.id for c in cases}
+    documents = readable([d for d in deployment_documents(session, deployment)
+                          if d.submission_id is None or d.submission_id in visible_cases])
     return render_template("deployments/show.html", deployment=deployment, versions=versions, cases=cases,
+                           documents=documents, document_uploaders=uploaders(documents),
+                           document_types=document_types(),
+                           document_form=deployment_document_form(deployment) if may_attach(deployment) else None,
                            history=history, dossiers=dossiers, preview=preview, trend=trend, actions=actions,
                            forms=forms, incidents=incidents, watch=watch, conditions=conditions,
                            condition_form=ConditionCloseForm, today=utcnow().date(),

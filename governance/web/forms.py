@@ -6,6 +6,7 @@ from typing import get_args
 
 from flask_babel import lazy_gettext, lazy_gettext as _l
 from flask_wtf import FlaskForm
+from flask_wtf.file import FileField, FileRequired
 from wtforms import (BooleanField, DateField, EmailField, IntegerField, PasswordField, RadioField, SelectField,
                      SelectMultipleField, StringField, TextAreaField)
 from wtforms.validators import DataRequired, Email, InputRequired, Length, Optional, Regexp, ValidationError
@@ -445,3 +446,28 @@ class ConditionCloseForm(FlaskForm):
 
     text = TextAreaField(_l("Evidence or reason"), validators=[DataRequired(), Length(min=10, max=4000)],
                          description=_l("A report, a document reference or a measurement; for a waiver, the reason."))
+
+
+class DocumentForm(FlaskForm):
+    """A document attached as evidence: its type (the required ones of the checklists' data, or other), the file
+    and an optional note. What the file is, is judged from its content when it is attached."""
+
+    doc_type = SelectField(_l("Document type"), validators=[InputRequired()])
+    file = FileField(_l("File"), validators=[FileRequired(message=_l("Choose a file."))],
+                     description=_l("PDF, Word (DOCX), Excel (XLSX), PNG, JPEG or plain text."))
+    note = TextAreaField(_l("Note"), validators=[Optional(), Length(max=2000)])
+
+    def __init__(self, types, lang: str, **kwargs):
+        super().__init__(**kwargs)
+        self.doc_type.choices = opts((type_id, types.title(type_id).get(lang)) for type_id in types.ids)
+
+
+class DeploymentDocumentForm(DocumentForm):
+    """On a deployment's page a document may go to the deployment itself, one of its conditions of approval or one
+    of its obligations: ``subjects`` are (``type:id``, label) pairs, the deployment's first."""
+
+    subject = SelectField(_l("Attached to"), validators=[InputRequired()])
+
+    def __init__(self, types, lang: str, subjects, **kwargs):
+        super().__init__(types, lang, **kwargs)
+        self.subject.choices = opts(subjects)

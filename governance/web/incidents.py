@@ -7,16 +7,19 @@ from datetime import UTC, datetime, time
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_login import login_required
-from sqlalchemy import or_, select
+from sqlalchemy import select
 
 from ..db import get_session
+from ..inputs import accepts_documents
+from ..operations.documents import documents_of, subject_of
 from ..domain import Role, Severity
 from ..models import Deployment, Incident, ModelVersion, User
 from ..monitoring.policy import load_monitoring
 from ..operations import GovernanceError
 from ..operations.incidents import REPORTABLE, adverse_event_due, incident_case, record_adverse_event_report, report_incident
-from ..permissions import OVERSIGHT_ROLES, can_see
+from ..permissions import can_see, incident_visibility_clause
 from .access import me, require_roles, roles
+from .documents import attach_uploaded, document_form, document_types, may_attach, uploaders
 from .forms import SEVERITY_MEANINGS, AdverseEventForm, IncidentForm, opts
 from .listing import paginate
 from .vocabulary import words
@@ -26,10 +29,8 @@ REPORTERS = (Role.CLINICIAN, Role.IRB_CHAIR)
 
 
 def _clause():
-    """Incidents a user may see: all for oversight roles; else those they reported or on systems they own."""
-    if roles() & OVERSIGHT_ROLES:
-        return Incident.id.is_not(None)
-    return or_(Incident.reporter_id == me().id, Deployment.owner_id == me().id)
+    """Incidents the signed-in user may see (see :func:`governance.permissions.incident_visibility_clause`)."""
+    return incident_visibility_clause(get_session(), me())
 
 
 def _visible(incident_id: int) -> Incident:
@@ -114,7 +115,10 @@ def show(incident_id: int):
     case = incident_case(session, incident)
     due = adverse_event_due(current_app.config["GOVERNANCE"], deployment, incident.severity, incident.patient_harmed,
                             incident.reported_at) if incident.adverse_event_required else None
-    return render_template("incidents/show.html", incident=incident, deployment=deployment,
+    documents = documents_of(session, subject_of(session, incident))
+    return render_template("incidents/show.html", incident=incident, deployment=deployment, documents=documents,
+                           document_uploaders=uploaders(documents), document_types=document_types(),
+                           document_form=document_form() if may_attach(incident) else None,
                            version=session.get(ModelVersion, incident.model_version_id),
                            reporter=session.get(User, incident.reporter_id) if incident.reporter_id else None,
                            case=case if case is not None and can_see(session, me(), case) else None,
@@ -139,3 +143,12 @@ def adverse_event(incident_id: int):
         else:
             flash(_("Report number recorded."), "success")
     return redirect(url_for("incidents.show", incident_id=incident.id), code=303)
+
+
+@bp.post("/<id:incident_id>/documents")
+@accepts_documents
+@login_required
+def attach_document(incident_id: int):
+    """Attach evidence to an incident (its reporter, the deployment's owner, the IRB office and committees)."""
+    incident = _visible(incident_id)
+    return attach_uploaded(incident, url_for("incidents.show", incident_id=incident.id, _anchor="documents"))

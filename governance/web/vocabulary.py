@@ -100,6 +100,8 @@ TERMS: frozenset[str] = frozenset({
     N_("meeting status changed"), N_("model version registered"), N_("obligation status recorded"),
     N_("password changed"), N_("reaudit completed"), N_("reaudit started"), N_("roles changed"),
     N_("submission created"), N_("user activated"), N_("user deactivated"), N_("user created"),
+    # documents: the event, and what a document is attached to
+    N_("document attached"), N_("deployment"), N_("obligation status"), N_("approval condition"),
 })
 
 
