@@ -8,7 +8,8 @@ from sqlalchemy import select
 
 from .. import eventlog, obligations, queries
 from ..db import get_session
-from ..domain import Role
+from ..diffs import DiffRow, descriptor_diff, version_diff
+from ..domain import Role, SubmissionKind
 from ..models import Comment, Decision, Deployment, Dossier, ModelVersion, Submission, User, Vote
 from ..operations import actions_for
 from ..permissions import can_see
@@ -73,8 +74,10 @@ def _show(session, submission: Submission):
     # deliberation: not shown to the submitter, nor to a chair recused from the case)
     vote_notes = [vote for vote, _name in votes if vote.comment or vote.proposed_conditions] \
         if chair and me().id not in queries.conflicted_user_ids(session, submission) else None
+    descriptor_rows, version_rows, baseline = case_diffs(session, submission)
     return render_template(
-        "submissions/show.html", submission=submission,
+        "submissions/show.html", submission=submission, descriptor_rows=descriptor_rows, version_rows=version_rows,
+        baseline=baseline,
         deployment=session.get(Deployment, submission.deployment_id),
         version=session.get(ModelVersion, submission.model_version_id),
         classification=queries.latest_classification(session, submission),
@@ -89,6 +92,18 @@ def _show(session, submission: Submission):
         vote_notes=vote_notes,
         generic_hidden={"declare_conflict", "answer_checklist", "save_checklist_draft", "vote", "assign_reviewer",
                         "comment", "correct_conflict_declaration"})
+
+
+def case_diffs(session, submission: Submission) -> tuple[list[DiffRow], list[DiffRow], ModelVersion | None]:
+    """What the case changes against what was approved, side by side: an amendment's descriptor against the approved
+    one; a change's candidate version against the approved version."""
+    if queries.is_amendment(submission):
+        return descriptor_diff(queries.amendment_baseline(session, submission), submission.proposed_descriptor), [], \
+            None
+    if submission.kind == SubmissionKind.CHANGE and submission.baseline_version_id:
+        baseline = session.get(ModelVersion, submission.baseline_version_id)
+        return [], version_diff(baseline, session.get(ModelVersion, submission.model_version_id)), baseline
+    return [], [], None
 
 
 @bp.post("/<id:submission_id>/events/<event>")
