@@ -262,3 +262,25 @@ def test_the_new_version_form_is_pre_filled_from_the_approved_version(client, fa
     assert re.search(rf'name="endpoint"[^>]*value="{re.escape(approved.endpoint)}"', page)
     assert not re.search(r'name="version_label"[^>]*value="[^"]+"', page)
     assert not re.search(r'name="weights_digest"[^>]*value="[^"]+"', page)
+
+
+def test_the_amendment_pages_speak_chinese(client, factory, active):
+    zh = {"Accept-Language": "zh-CN,zh;q=0.9"}
+    login(client, factory.person("submitter"))
+    edit = client.get(f"/deployments/{active.id}/edit", headers=zh).get_data(as_text=True)
+    assert "保存将开启一个修订案件供委员会审查" in edit and "提交修订以供审查" in edit
+    case = _proposed(factory, active, **PATIENT_AND_PUBLIC)
+    login(client, factory.person("chair"))
+    page = client.get(f"/submissions/{case.id}", headers=zh).get_data(as_text=True)
+    assert "修订：已批准的描述与拟议的描述" in page and "已批准" in page and "拟议" in page
+    row = re.search(r'<tr class="changed"[^>]*>\s*<th[^>]*>([^<]*)</th>(.*?)</tr>', page, re.S)
+    assert row.group(1) != "public facing" and "yes" not in row.group(2)  # field and values in Chinese
+
+
+def test_the_deployment_page_offers_an_amendment_and_links_the_open_one(client, factory, active):
+    login(client, factory.person("submitter"))
+    page = client.get(f"/deployments/{active.id}").get_data(as_text=True)
+    assert "Propose an amendment" in page and "Edit descriptor" not in page
+    case = _proposed(factory, active, **PATIENT_AND_PUBLIC)
+    page = client.get(f"/deployments/{active.id}").get_data(as_text=True)
+    assert f"Amendment #{case.id} in review" in page and "Propose an amendment" not in page

@@ -128,6 +128,7 @@ def show(deployment_id: int):
                            is_chair=Role.IRB_CHAIR in roles(), suspension=queries.latest_suspension(session, deployment)
                            if deployment.status == "suspended" else None,
                            open_continuing=queries.open_continuing_review(session, deployment),
+                           open_amendment=queries.open_amendment(session, deployment),
                            can_open_continuing=can_manage and deployment.approved_version_id is not None
                            and deployment.status in {"active", "suspended", "expired"},
                            is_owner=is_owner, can_edit=can_manage)
