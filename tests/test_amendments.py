@@ -13,7 +13,7 @@ from governance import eventlog, queries
 from governance.diffs import descriptor_diff, version_diff
 from governance.errors import GovernanceError
 from governance.models import Deployment, Event, ModelVersion, Notification, Submission
-from governance.operations.cases import propose_amendment, update_descriptor
+from governance.operations.cases import propose_amendment, revise_amendment, update_descriptor
 
 from .factories import FAST_TRACK_EXAMPLE
 from .test_web import login
@@ -284,3 +284,37 @@ def test_the_deployment_page_offers_an_amendment_and_links_the_open_one(client, 
     case = _proposed(factory, active, **PATIENT_AND_PUBLIC)
     page = client.get(f"/deployments/{active.id}").get_data(as_text=True)
     assert f"Amendment #{case.id} in review" in page and "Propose an amendment" not in page
+
+
+def test_a_returned_amendment_is_revised_by_its_submitter_and_classified_again(client, factory, session, active):
+    case = _proposed(factory, active, **PATIENT_AND_PUBLIC)
+    chair, submitter = factory.person("chair"), factory.person("submitter")
+    factory.fire(case, "start_screening", chair)
+    factory.fire(case, "return_to_submitter", chair, reason="Say who answers the patients.")
+    login(client, submitter)
+    assert "Revise the amendment" in client.get(f"/submissions/{case.id}").get_data(as_text=True)
+    page = client.get(f"/deployments/{active.id}/edit").get_data(as_text=True)
+    assert f"Amendment #{case.id} is waiting for you" in page
+    assert re.search(r'<select[^>]*name="public_facing"[^>]*>.*?<option[^>]*selected[^>]*value="true"|'
+                     r'<select[^>]*name="public_facing"[^>]*>.*?<option[^>]*value="true"[^>]*selected', page, re.S)
+    revised = {**case.proposed_descriptor, "intended_use": "Answers patients' office questions; staff review."}
+    reply = client.post(f"/deployments/{active.id}/edit", data=_form(revised))
+    assert reply.status_code == 303 and reply.headers["Location"].endswith(f"/submissions/{case.id}")
+    session.expire_all()
+    case = session.get(Submission, case.id)
+    assert case.proposed_descriptor["intended_use"] == revised["intended_use"]
+    assert session.get(Deployment, active.id).public_facing is False
+    factory.fire(case, "resubmit", submitter, response="Staff review every answer.")
+    factory.fire(case, "start_screening", chair)
+    factory.fire(case, "accept", chair)
+    reasons = queries.latest_classification(session, case).result["change"]["findings"][0]["reason"]
+    assert "intended_use" in reasons and "public_facing" in reasons
+    revisions = [e for e in eventlog.events_for_submission(session, case.id) if e.name == "amendment_revised"]
+    assert revisions[0].payload["revised_fields"] == ["intended_use"]
+
+
+def test_only_a_waiting_amendment_is_revised(factory, active):
+    case = _proposed(factory, active, **PATIENT_AND_PUBLIC)
+    with pytest.raises(GovernanceError, match="returned to its submitter"):
+        revise_amendment(factory.session, case, {**case.proposed_descriptor, "name": "x"},
+                         actor=factory.person("submitter"))

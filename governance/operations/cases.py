@@ -85,6 +85,36 @@ def propose_amendment(session: Session, settings: Settings, deployment: Deployme
     return case
 
 
+#: States in which an amendment waits for its submitter, who may revise the proposed descriptor and resubmit.
+REVISABLE_STATES = frozenset({SubmissionState.RETURNED.value, SubmissionState.REVISIONS_REQUIRED.value})
+
+
+def revise_amendment(session: Session, case: Submission, descriptor: dict[str, Any], *, actor: User) -> None:
+    """Change the descriptor an amendment proposes while it waits for its submitter (returned by screening, or
+    revisions required); the case is then resubmitted and classified again with it."""
+    if not queries.is_amendment(case):
+        raise GovernanceError(f"case #{case.id} is not an amendment")
+    if actor.id != case.submitter_id:
+        raise NotPermitted("only the person who proposed the amendment revises it")
+    if case.state not in REVISABLE_STATES:
+        raise GovernanceError(f"amendment #{case.id} is {case.state.replace('_', ' ')}: it is revised only when it "
+                              "is returned to its submitter or revisions are required")
+    clean = validated(descriptor)
+    baseline = queries.amendment_baseline(session, case)
+    if not changed_fields(baseline, clean):
+        raise GovernanceError("the proposed descriptor is the approved one: withdraw the amendment instead")
+    before, revised = case.proposed_descriptor, changed_fields(case.proposed_descriptor, clean)
+    if not revised:
+        raise GovernanceError("the proposed descriptor is unchanged")
+    case.proposed_descriptor = clean
+    case.proposed_descriptor_sha256 = canonical_sha256(clean)
+    case.updated_at = utcnow()
+    session.flush()
+    eventlog.append(session, "amendment_revised", actor=actor, submission_id=case.id, deployment_id=case.deployment_id,
+                    payload={"before_sha256": canonical_sha256(before), "after_sha256": case.proposed_descriptor_sha256,
+                             "revised_fields": revised, "changed_fields": changed_fields(baseline, clean)})
+
+
 def validated_version(fields: dict[str, Any] | ModelVersionIn) -> ModelVersionIn:
     """The model-version input checked against its one schema; the error names the field."""
     if isinstance(fields, ModelVersionIn):

@@ -12,6 +12,7 @@ from ..diffs import DiffRow, descriptor_diff, version_diff
 from ..domain import Role, SubmissionKind
 from ..models import Comment, Decision, Deployment, Dossier, ModelVersion, Submission, User, Vote
 from ..operations import actions_for
+from ..operations.cases import REVISABLE_STATES
 from ..permissions import can_see
 from ..workflow import SubmissionState
 from .access import me, roles
@@ -77,7 +78,8 @@ def _show(session, submission: Submission):
     descriptor_rows, version_rows, baseline = case_diffs(session, submission)
     return render_template(
         "submissions/show.html", submission=submission, descriptor_rows=descriptor_rows, version_rows=version_rows,
-        baseline=baseline,
+        baseline=baseline, can_revise=queries.is_amendment(submission) and submission.submitter_id == me().id
+        and submission.state in REVISABLE_STATES,
         deployment=session.get(Deployment, submission.deployment_id),
         version=session.get(ModelVersion, submission.model_version_id),
         classification=queries.latest_classification(session, submission),

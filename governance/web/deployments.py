@@ -20,8 +20,8 @@ from ..models import ApprovalCondition, Deployment, Dossier, Event, Incident, Mo
 from ..operations.conditions import conditions_of, meet_condition, waive_condition
 from ..monitoring.trends import accuracy_trend, live_watch
 from ..operations import GovernanceError, TransitionRefused, actions_for
-from ..operations.cases import (open_continuing_review, propose_amendment, register_deployment, submit_model_version,
-                                update_descriptor)
+from ..operations.cases import (REVISABLE_STATES, open_continuing_review, propose_amendment, register_deployment,
+                                revise_amendment, submit_model_version, update_descriptor)
 from ..permissions import can_manage_deployment, deployment_visibility_clause, visibility_clause
 from .access import me, require_roles, roles
 from .actions import fire_posted_action, refusal_reason
@@ -191,16 +191,22 @@ def open_continuing(deployment_id: int):
 @require_roles(Role.SUBMITTER, Role.IRB_CHAIR)
 def edit(deployment_id: int):
     """Edit the descriptor of a deployment never approved; for an approved one, propose an amendment (a case for the
-    committee: the approved scope stays in force until the amendment is approved)."""
+    committee: the approved scope stays in force until the amendment is approved), or revise the amendment that
+    was returned to its submitter."""
     session = get_session()
     deployment = _managed(deployment_id, _("Only the deployment's owner or the chair may change its descriptor."))
     amending = queries.has_approved_scope(deployment)
-    form = AmendmentForm() if amending else DescriptorForm()
+    pending = queries.open_amendment(session, deployment) if amending else None
+    revising = pending if pending is not None and pending.state in REVISABLE_STATES and \
+        pending.submitter_id == me().id else None
+    form = AmendmentForm() if amending and revising is None else DescriptorForm()
     if request.method == "GET":
-        form.fill(deployment.descriptor)
+        form.fill(revising.proposed_descriptor if revising is not None else deployment.descriptor)
     elif form.validate_on_submit():
         try:
-            if amending:
+            if revising is not None:
+                revise_amendment(session, revising, form.descriptor(), actor=me())
+            elif amending:
                 case = propose_amendment(session, current_app.config["GOVERNANCE"], deployment, form.descriptor(),
                                          actor=me(), summary=form.summary.data or "")
             else:
@@ -212,6 +218,9 @@ def edit(deployment_id: int):
             session.rollback()
             flash(str(exc), "error")
         else:
+            if revising is not None:
+                flash(_("Amendment #%(id)s revised; resubmit it when it is ready.", id=revising.id), "success")
+                return redirect(url_for("cases.show", submission_id=revising.id), code=303)
             if amending:
                 flash(_("Amendment #%(id)s submitted for committee review; the approved scope stays in force until "
                         "it is approved.", id=case.id), "success")
@@ -219,8 +228,7 @@ def edit(deployment_id: int):
             flash(_("Descriptor updated; the next submission is classified against it."), "success")
             return redirect(url_for("deployments.show", deployment_id=deployment.id), code=303)
     return render_template("deployments/new.html", form=form, preview=_preview(form), deployment=deployment,
-                           amending=amending, open_amendment=queries.open_amendment(session, deployment)
-                           if amending else None)
+                           amending=amending, open_amendment=pending, revising=revising)
 
 
 @bp.route("/<id:deployment_id>/versions/new", methods=["GET", "POST"])
