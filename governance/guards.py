@@ -115,8 +115,9 @@ def model_version_identified(ctx: Context) -> str | None:
 @guard("descriptor_valid")
 def descriptor_valid(ctx: Context) -> str | None:
     deployment = ctx.session.get(Deployment, ctx.submission.deployment_id)
-    try:
-        descriptor_from_dict(deployment.descriptor, f"deployment {deployment.id} descriptor")
+    try:  # an amendment is judged by the descriptor it proposes
+        descriptor_from_dict(queries.case_descriptor(ctx.session, ctx.submission),
+                             f"deployment {deployment.id} descriptor")
     except DataFileError as exc:
         return Reason(N_("the deployment descriptor is not valid: %(problem)s (%(key)s)"), problem=exc.message,
                       key=exc.key or "descriptor")
@@ -135,6 +136,8 @@ def auto_screen_eligible(ctx: Context) -> str | None:
     deployment = ctx.session.get(Deployment, case.deployment_id)
     if case.kind != SubmissionKind.CHANGE or deployment.approved_version_id is None or deployment.status != "active":
         return Reason(N_("only a change to an active, approved deployment is screened automatically"))
+    if queries.is_amendment(case):
+        return Reason(N_("an amendment of the approved scope is screened by the IRB office"))
     approval = ctx.session.execute(select(Submission.decided_at).where(
         Submission.model_version_id == deployment.approved_version_id,
         Submission.state.in_(["approved", "approved_with_conditions"])).order_by(Submission.id.desc())

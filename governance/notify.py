@@ -44,6 +44,7 @@ STEP_SUBJECTS = {
     "decision": N_("Case #%(case)s: decision: %(outcome)s"),
     "revisions_required": N_("Case #%(case)s: decision: %(outcome)s"),
     "escalation": N_("Case #%(case)s escalated to the full board"),
+    "amendment": N_("Case #%(case)s: amendment proposed to %(deployment)s"),
 }
 
 

@@ -118,10 +118,54 @@ def votes_this_round(session: Session, submission: Submission) -> list[Vote]:
                                                    Vote.round == submission.round).order_by(Vote.id)).scalars())
 
 
+def case_descriptor(session: Session, submission: Submission) -> dict[str, Any]:
+    """The descriptor a case is judged under: an amendment's proposed one, any other case's deployment's own."""
+    if submission.proposed_descriptor is not None:
+        return submission.proposed_descriptor
+    return session.get(Deployment, submission.deployment_id).descriptor
+
+
+def has_approved_scope(deployment: Deployment) -> bool:
+    """Whether the committee approved a scope for the deployment (it has an approved version): from then on its
+    descriptor changes only through an approved amendment."""
+    return deployment.approved_version_id is not None
+
+
+def is_amendment(submission: Submission) -> bool:
+    """A change to the approved scope of a deployment (its descriptor), not to its model."""
+    return submission.proposed_descriptor is not None
+
+
+def open_amendment(session: Session, deployment: Deployment) -> Submission | None:
+    """The deployment's amendment still in review, if any (there is at most one at a time)."""
+    return session.execute(select(Submission).where(
+        Submission.deployment_id == deployment.id, Submission.proposed_descriptor.is_not(None),
+        Submission.state.in_([s.value for s in OPEN_STATES])).order_by(Submission.id.desc()).limit(1)).scalars().first()
+
+
+def amendment_baseline(session: Session, submission: Submission) -> dict[str, Any]:
+    """The approved descriptor an amendment proposes to replace, as its ``amendment_proposed`` event recorded it
+    (the deployment's descriptor changes once the amendment is approved; the comparison must not)."""
+    recorded = session.execute(select(Event.payload).where(
+        Event.submission_id == submission.id, Event.name == "amendment_proposed").order_by(Event.seq).limit(1)).scalar()
+    if recorded and "approved_descriptor" in recorded:
+        return recorded["approved_descriptor"]
+    return session.get(Deployment, submission.deployment_id).descriptor
+
+
+def approved_descriptor(session: Session, version: ModelVersion) -> dict[str, Any]:
+    """The descriptor the committee approved for ``version``: its latest approved amendment's, else the one it was
+    submitted under (empty for a version recorded before versions kept their descriptor)."""
+    amended = session.execute(select(Submission.proposed_descriptor).where(
+        Submission.model_version_id == version.id, Submission.proposed_descriptor.is_not(None),
+        Submission.state.in_(["approved", "approved_with_conditions"])).order_by(Submission.id.desc())
+                              .limit(1)).scalar()
+    return amended or version.descriptor or {}
+
+
 def case_facts(session: Session, submission: Submission) -> dict[str, Any]:
     """The descriptor plus the classification and case facts that checklist conditions may name."""
-    deployment = session.get(Deployment, submission.deployment_id)
-    facts: dict[str, Any] = dict(deployment.descriptor or {})
+    facts: dict[str, Any] = dict(case_descriptor(session, submission) or {})
     classification = latest_classification(session, submission)
     result = classification.result if classification else {}
     facts.update({

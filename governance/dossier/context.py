@@ -284,6 +284,7 @@ def build(session: Session, settings: Settings, submission: Submission, gate: st
     attachments.update(embedded)
     evidence = [{"name": name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
                 for name, data in sorted(attachments.items())]
+    judged = submission.proposed_descriptor if submission.proposed_descriptor is not None else deployment.descriptor
     context = {
         "institution": {"en": settings.institution_name, "zh": settings.institution_name_zh},
         "gate": gate, "gate_title": GATE_TITLES.get(gate, (gate, gate)),
@@ -293,7 +294,10 @@ def build(session: Session, settings: Settings, submission: Submission, gate: st
                        "round": submission.round, "summary": submission.summary,
                        "submitted_at": _iso(submission.submitted_at), "decided_at": _iso(submission.decided_at)},
         "deployment": {"id": deployment.id, "name": deployment.name, "status": deployment.status,
-                       "scenario": deployment.scenario, "intended_use": deployment.descriptor.get("intended_use", ""),
+                       # an amendment's dossier describes the scope it proposes
+                       "scenario": judged.get("scenario", deployment.scenario),
+                       "intended_use": judged.get("intended_use", ""),
+                       "amendment": submission.proposed_descriptor is not None,
                        "continuing_review_due": deployment.continuing_review_due.isoformat()
                        if deployment.continuing_review_due else None},
         "version": {"label": version.version_label, "base_model": version.base_model,

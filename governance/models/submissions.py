@@ -28,6 +28,9 @@ class Submission(SQLModel, table=True):
         # Only change control has a materiality.
         CheckConstraint("kind = 'change' OR materiality IS NULL", name="materiality_only_for_changes"),
         CheckConstraint("lock_version >= 1", name="lock_version_positive"),
+        # An amendment is a change case, and names the digest of what it proposes.
+        CheckConstraint("proposed_descriptor IS NULL OR (kind = 'change' AND proposed_descriptor_sha256 IS NOT NULL)",
+                        name="amendment_is_a_change"),
         # Cases by state, newest first (the dashboard's groups, lists filtered by state) and counts by state.
         Index("ix_submission_state_updated_at", "state", "updated_at", "id"),
     )
@@ -46,6 +49,12 @@ class Submission(SQLModel, table=True):
     submitter_id: int = Field(foreign_key="user_account.id", index=True)
     meeting_id: int | None = Field(default=None, foreign_key="meeting.id")
     incident_id: int | None = Field(default=None, foreign_key="incident.id")
+    #: An amendment (a change of kind ``change`` to the approved version's scope): the descriptor proposed in place of
+    #: the approved one. The deployment keeps its approved descriptor until this case is approved.
+    proposed_descriptor: dict[str, Any] | None = Field(default=None,
+                                                       sa_column=Column(JSON(none_as_null=True), nullable=True))
+    #: sha256 of the proposed descriptor's canonical JSON (what the committee's decision names).
+    proposed_descriptor_sha256: str | None = Field(default=None, max_length=64)
     #: Review round: a resubmission or reconsideration starts a new round (votes are per round).
     round: int = 1
     #: Optimistic lock: every transition bumps it; a stale writer gets a conflict, never a lost update.

@@ -9,27 +9,21 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from .. import endpoints, eventlog, obligations, queries
-from ..classification.descriptor import canonical_sha256, descriptor_from_dict
-from ..datafiles import DataFileError
+from ..classification.descriptor import canonical_sha256
 from ..config import Settings
-from ..domain import SubmissionKind
+from ..domain import DeploymentStatus, Role, SubmissionKind
 from ..models import Deployment, ModelVersion, Submission, User, utcnow
+from ..notify import notify, people_with_roles, step_subject
 from ..permissions import can_manage_deployment, roles_of
 from ..errors import GovernanceError, NotPermitted, TransitionRefused
 from ..schemas import ModelVersionIn
 from ..workflow import SubmissionState
+from .descriptors import changed_fields, validated, write_descriptor
 from .engine import fire
 
 
-def _validated(descriptor: dict[str, Any]) -> dict[str, Any]:
-    try:
-        return descriptor_from_dict(descriptor, "descriptor").model_dump()
-    except DataFileError as exc:
-        raise GovernanceError(f"descriptor: {exc.key or 'descriptor'}: {exc.message}") from None
-
-
 def register_deployment(session: Session, descriptor: dict[str, Any], *, owner: User) -> Deployment:
-    clean = _validated(descriptor)
+    clean = validated(descriptor)
     deployment = Deployment(name=clean["name"], descriptor=clean, descriptor_sha256=canonical_sha256(clean),
                             scenario=clean["scenario"], public_facing=clean["public_facing"],
                             generative=clean["generative"], owner_id=owner.id)
@@ -42,16 +36,83 @@ def register_deployment(session: Session, descriptor: dict[str, Any], *, owner: 
 
 
 def update_descriptor(session: Session, deployment: Deployment, descriptor: dict[str, Any], *, actor: User) -> None:
-    clean = _validated(descriptor)
+    """Edit the descriptor of a deployment never approved. Once the committee approved a scope, the descriptor is
+    read-only: a change to it is an amendment (:func:`propose_amendment`) reviewed like any change."""
+    if queries.has_approved_scope(deployment):
+        raise GovernanceError(f"deployment {deployment.id} has an approved scope: its descriptor changes only through "
+                              "an approved amendment")
+    clean = validated(descriptor)
     before = deployment.descriptor_sha256
-    deployment.descriptor = clean
-    deployment.descriptor_sha256 = canonical_sha256(clean)
-    deployment.name, deployment.scenario = clean["name"], clean["scenario"]
-    deployment.public_facing, deployment.generative = clean["public_facing"], clean["generative"]
-    deployment.updated_at = utcnow()
+    write_descriptor(deployment, clean, now=utcnow())
     session.flush()
     eventlog.append(session, "descriptor_updated", actor=actor, deployment_id=deployment.id,
                     payload={"before_sha256": before, "after_sha256": deployment.descriptor_sha256})
+
+
+def propose_amendment(session: Session, settings: Settings, deployment: Deployment, descriptor: dict[str, Any], *,
+                      actor: User, summary: str = "") -> Submission:
+    """Open and submit the change case that asks the committee to approve a new descriptor for an approved
+    deployment. The approved scope stays in force (descriptor, status, approved version) until the case is approved;
+    the chair and the IRB office are told. One amendment per deployment is open at a time."""
+    if not can_manage_deployment(session, actor, deployment):
+        raise NotPermitted("only the deployment's owner or the chair proposes an amendment to it")
+    if not queries.has_approved_scope(deployment):
+        raise GovernanceError("only an approved deployment is amended; edit the descriptor of this one directly")
+    if deployment.status == DeploymentStatus.RETIRED:
+        raise GovernanceError("a retired deployment is not amended")
+    session.execute(select(Deployment.id).where(Deployment.id == deployment.id).with_for_update())
+    pending = queries.open_amendment(session, deployment)
+    if pending is not None:
+        raise GovernanceError(f"amendment #{pending.id} to this deployment is still in review: it must be decided or "
+                              "withdrawn before another is proposed")
+    clean = validated(descriptor)
+    approved = dict(deployment.descriptor)
+    changed = changed_fields(approved, clean)
+    if not changed:
+        raise GovernanceError("the proposed descriptor is the approved one: there is nothing to amend")
+    case = open_submission(session, kind=SubmissionKind.CHANGE.value, deployment=deployment,
+                           model_version=session.get(ModelVersion, deployment.approved_version_id), submitter=actor,
+                           title=f"{deployment.name} — amendment", summary=summary, proposed_descriptor=clean)
+    eventlog.append(session, "amendment_proposed", actor=actor, submission_id=case.id, deployment_id=deployment.id,
+                    payload={"before_sha256": deployment.descriptor_sha256,
+                             "after_sha256": case.proposed_descriptor_sha256, "changed_fields": changed,
+                             "approved_descriptor": approved})
+    fire(session, case, "submit", actor, settings=settings)
+    office = [p for p in people_with_roles(session, Role.IRB_CHAIR) if p.id != actor.id]
+    notify(session, settings, office, kind="amendment",
+           subject=step_subject("amendment", case=case.id, deployment=deployment.name),
+           body=summary or ", ".join(changed), link=f"/submissions/{case.id}")
+    return case
+
+
+#: States in which an amendment waits for its submitter, who may revise the proposed descriptor and resubmit.
+REVISABLE_STATES = frozenset({SubmissionState.RETURNED.value, SubmissionState.REVISIONS_REQUIRED.value})
+
+
+def revise_amendment(session: Session, case: Submission, descriptor: dict[str, Any], *, actor: User) -> None:
+    """Change the descriptor an amendment proposes while it waits for its submitter (returned by screening, or
+    revisions required); the case is then resubmitted and classified again with it."""
+    if not queries.is_amendment(case):
+        raise GovernanceError(f"case #{case.id} is not an amendment")
+    if actor.id != case.submitter_id:
+        raise NotPermitted("only the person who proposed the amendment revises it")
+    if case.state not in REVISABLE_STATES:
+        raise GovernanceError(f"amendment #{case.id} is {case.state.replace('_', ' ')}: it is revised only when it "
+                              "is returned to its submitter or revisions are required")
+    clean = validated(descriptor)
+    baseline = queries.amendment_baseline(session, case)
+    if not changed_fields(baseline, clean):
+        raise GovernanceError("the proposed descriptor is the approved one: withdraw the amendment instead")
+    before, revised = case.proposed_descriptor, changed_fields(case.proposed_descriptor, clean)
+    if not revised:
+        raise GovernanceError("the proposed descriptor is unchanged")
+    case.proposed_descriptor = clean
+    case.proposed_descriptor_sha256 = canonical_sha256(clean)
+    case.updated_at = utcnow()
+    session.flush()
+    eventlog.append(session, "amendment_revised", actor=actor, submission_id=case.id, deployment_id=case.deployment_id,
+                    payload={"before_sha256": canonical_sha256(before), "after_sha256": case.proposed_descriptor_sha256,
+                             "revised_fields": revised, "changed_fields": changed_fields(baseline, clean)})
 
 
 def validated_version(fields: dict[str, Any] | ModelVersionIn) -> ModelVersionIn:
@@ -142,15 +203,21 @@ def open_continuing_review(session: Session, deployment: Deployment, *, actor: U
 
 
 def open_submission(session: Session, *, kind: str, deployment: Deployment, model_version: ModelVersion,
-                    submitter: User, title: str, summary: str = "", incident_id: int | None = None) -> Submission:
-    """A new case in draft. A change is compared with the deployment's approved version (its baseline)."""
+                    submitter: User, title: str, summary: str = "", incident_id: int | None = None,
+                    proposed_descriptor: dict[str, Any] | None = None) -> Submission:
+    """A new case in draft. A change is compared with the deployment's approved version (its baseline); an
+    amendment (a ``proposed_descriptor``) is a change of the approved version's scope, not of its model."""
     if kind not in {k.value for k in SubmissionKind}:
         raise GovernanceError(f"unknown submission kind '{kind}'")
     if model_version.deployment_id != deployment.id:
         raise GovernanceError("the model version belongs to another deployment")
     if kind == SubmissionKind.CHANGE and deployment.approved_version_id is None:
         raise GovernanceError("a change needs an approved version to compare with; submit an initial review first")
-    if kind == SubmissionKind.CHANGE and deployment.approved_version_id == model_version.id:
+    if proposed_descriptor is not None and (kind != SubmissionKind.CHANGE or
+                                            deployment.approved_version_id != model_version.id):
+        raise GovernanceError("an amendment is a change of the approved version's scope")
+    if kind == SubmissionKind.CHANGE and deployment.approved_version_id == model_version.id and \
+            proposed_descriptor is None:
         raise GovernanceError("this version is the approved one; a change submits a new version")
     if kind in {SubmissionKind.INITIAL, SubmissionKind.CHANGE} and \
             "submitter" not in roles_of(session, submitter) and "irb_chair" not in roles_of(session, submitter):
@@ -158,12 +225,16 @@ def open_submission(session: Session, *, kind: str, deployment: Deployment, mode
     submission = Submission(kind=kind, deployment_id=deployment.id, model_version_id=model_version.id,
                             baseline_version_id=deployment.approved_version_id if kind != SubmissionKind.INITIAL
                             else None, title=(title.strip() or f"{deployment.name} {model_version.version_label}")[:300],
-                            summary=summary, submitter_id=submitter.id, incident_id=incident_id)
+                            summary=summary, submitter_id=submitter.id, incident_id=incident_id,
+                            proposed_descriptor=proposed_descriptor,
+                            proposed_descriptor_sha256=canonical_sha256(proposed_descriptor)
+                            if proposed_descriptor is not None else None)
     session.add(submission)
     session.flush()
     eventlog.append(session, "submission_created", actor=submitter, submission_id=submission.id,
                     deployment_id=deployment.id, to_state=SubmissionState.DRAFT.value, payload={
-                        "kind": kind, "model_version": model_version.version_label,
+                        "kind": kind, "amendment": proposed_descriptor is not None,
+                        "model_version": model_version.version_label,
                         "weights_digest": model_version.weights_digest, "title": submission.title})
     return submission
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from .. import obligations
+from .. import obligations, queries
 from ..classification.descriptor import descriptor_from_dict
 from ..classification.engine import classify
 from ..classification.materiality import ModelVersionRecord, assess_change
@@ -17,8 +17,12 @@ from ..domain import SubmissionKind
 from ..models import Classification, Deployment, Incident, ModelVersion, Submission, User
 
 
-def version_record(version: ModelVersion, fallback_descriptor: dict) -> ModelVersionRecord:
-    descriptor = version.descriptor or fallback_descriptor
+def version_record(version: ModelVersion, fallback_descriptor: dict, *,
+                   prefer_fallback: bool = False) -> ModelVersionRecord:
+    """``version`` as change control reads it, under its own descriptor (or ``fallback_descriptor`` where it has
+    none, or where ``prefer_fallback`` says the caller knows the scope better)."""
+    descriptor = (fallback_descriptor or version.descriptor) if prefer_fallback else \
+        (version.descriptor or fallback_descriptor)
     return ModelVersionRecord(
         version_label=version.version_label, base_model=version.base_model, architecture=version.architecture,
         weights_digest=version.weights_digest, tokenizer_digest=version.tokenizer_digest,
@@ -27,6 +31,19 @@ def version_record(version: ModelVersion, fallback_descriptor: dict) -> ModelVer
         finetune_data_categories=list(version.finetune_data_categories or []),
         continuous_learning=version.continuous_learning, change_summary=version.change_summary or "",
         descriptor=descriptor_from_dict(descriptor) if descriptor else None)
+
+
+def change_records(session: Session, submission: Submission, deployment: Deployment, baseline: ModelVersion,
+                   new: ModelVersion) -> tuple[ModelVersionRecord, ModelVersionRecord]:
+    """What change control compares: the approved version under the scope approved for it, and the candidate under
+    the scope it is submitted under. An amendment keeps the approved model and proposes a new scope, so a change of
+    intended use or risk context is material there exactly as it is for a new version."""
+    if queries.is_amendment(submission):
+        return (version_record(baseline, queries.amendment_baseline(session, submission), prefer_fallback=True),
+                version_record(new, submission.proposed_descriptor, prefer_fallback=True))
+    return (version_record(baseline, queries.approved_descriptor(session, baseline) or deployment.descriptor,
+                           prefer_fallback=True),
+            version_record(new, deployment.descriptor))
 
 
 def case_inputs(session: Session, submission: Submission, deployment: Deployment) -> dict:
@@ -52,10 +69,9 @@ def classify_submission(session: Session, submission: Submission, settings: Sett
         if baseline is None:
             submission.materiality = "material"
         else:
-            change = assess_change(version_record(baseline, deployment.descriptor),
-                                   version_record(new, deployment.descriptor))
+            change = assess_change(*change_records(session, submission, deployment, baseline, new))
             submission.materiality = change["materiality"]
-    descriptor = descriptor_from_dict(deployment.descriptor, f"deployment {deployment.id}")
+    descriptor = descriptor_from_dict(queries.case_descriptor(session, submission), f"deployment {deployment.id}")
     result = classify(descriptor, load_ruleset(settings.regulations_dir), case_inputs(session, submission, deployment))
     if submission.kind == SubmissionKind.CHANGE and submission.baseline_version_id:
         result["change"] = change

@@ -23,6 +23,7 @@ from ..workflow import DECISION_OUTCOMES, DeploymentStatus
 from ..workflow.registry import Context, Registry
 from .audits import open_gate_audit
 from .conditions import record_conditions
+from .descriptors import write_descriptor
 from .classify import classify_submission
 
 #: The effects the transition tables name (the engine reads this registry).
@@ -88,7 +89,8 @@ def confirm_classification(ctx: Context) -> None:
     classification = queries.latest_classification(ctx.session, ctx.submission)
     classification.confirmed_by_id = ctx.actor.id if ctx.actor else None  # None: confirmed by auto-screening
     classification.confirmed_at = ctx.now
-    ctx.deployment.nmpa_status = classification.nmpa_status
+    if not queries.is_amendment(ctx.submission):  # an amendment's scope is not the deployment's until approved
+        ctx.deployment.nmpa_status = classification.nmpa_status
     ctx.payload["classification_id"] = classification.id
 
 
@@ -109,7 +111,8 @@ def override_classification(ctx: Context) -> None:
         confirmed_by_id=ctx.actor.id, confirmed_at=ctx.now)
     ctx.session.add(override)
     ctx.session.flush()
-    ctx.deployment.nmpa_status = original.nmpa_status
+    if not queries.is_amendment(ctx.submission):
+        ctx.deployment.nmpa_status = original.nmpa_status
     ctx.payload.update(classification_id=override.id, original_classification_id=original.id,
                        original_pathway=original.pathway, original_review_as_class=original.review_as_class)
 
@@ -420,6 +423,8 @@ def apply_approval(ctx: Context) -> None:
         ctx.payload["incident"] = submission.incident_id
         return
     deployment.approved_version_id = submission.model_version_id
+    if queries.is_amendment(submission):
+        _apply_amendment(ctx)
     months = _continuing_review_months(ctx)
     deployment.continuing_review_due = ctx.now.date() + relativedelta(months=months)
     ctx.payload.update(continuing_review_due=deployment.continuing_review_due.isoformat(),
@@ -436,6 +441,22 @@ def apply_approval(ctx: Context) -> None:
             ctx.fire(deployment, "renew", {"reason": reason})
 
     ctx.then.append(update_deployment_status)
+
+
+def _apply_amendment(ctx: Context) -> None:
+    """The approved amendment's descriptor becomes the deployment's approved scope (until now the previous one
+    stayed in force); its ``descriptor_updated`` event names the case."""
+    submission, deployment = ctx.submission, ctx.deployment
+    before = deployment.descriptor_sha256
+    write_descriptor(deployment, submission.proposed_descriptor, now=ctx.now)
+    classification = queries.latest_classification(ctx.session, submission)
+    if classification is not None:
+        deployment.nmpa_status = classification.nmpa_status
+    ctx.payload.update(descriptor_sha256=deployment.descriptor_sha256)
+    ctx.then.append(lambda: eventlog.append(
+        ctx.session, "descriptor_updated", actor=ctx.actor, submission_id=submission.id, deployment_id=deployment.id,
+        occurred_at=ctx.now, payload={"before_sha256": before, "after_sha256": deployment.descriptor_sha256,
+                                      "amendment": submission.id}))
 
 
 def _continuing_review_months(ctx: Context) -> int:

@@ -8,9 +8,11 @@ from sqlalchemy import select
 
 from .. import eventlog, obligations, queries
 from ..db import get_session
-from ..domain import Role
+from ..diffs import DiffRow, descriptor_diff, version_diff
+from ..domain import Role, SubmissionKind
 from ..models import Comment, Decision, Deployment, Dossier, ModelVersion, Submission, User, Vote
 from ..operations import actions_for
+from ..operations.cases import REVISABLE_STATES
 from ..permissions import can_see
 from ..workflow import SubmissionState
 from .access import me, roles
@@ -75,10 +77,14 @@ def _show(session, submission: Submission):
     vote_notes = [vote for vote, _name in votes if vote.comment or vote.proposed_conditions] \
         if chair and me().id not in queries.conflicted_user_ids(session, submission) else None
     documents = readable(queries.case_documents(session, submission))
+    descriptor_rows, version_rows, baseline = case_diffs(session, submission)
     return render_template(
         "submissions/show.html", submission=submission, documents=documents, document_uploaders=uploaders(documents),
         document_types=document_types(), document_form=document_form() if may_attach(submission) else None,
         required_documents=queries.required_documents(session, settings, submission, documents),
+        descriptor_rows=descriptor_rows, version_rows=version_rows,
+        baseline=baseline, can_revise=queries.is_amendment(submission) and submission.submitter_id == me().id
+        and submission.state in REVISABLE_STATES,
         deployment=session.get(Deployment, submission.deployment_id),
         version=session.get(ModelVersion, submission.model_version_id),
         classification=queries.latest_classification(session, submission),
@@ -93,6 +99,18 @@ def _show(session, submission: Submission):
         vote_notes=vote_notes,
         generic_hidden={"declare_conflict", "answer_checklist", "save_checklist_draft", "vote", "assign_reviewer",
                         "comment", "correct_conflict_declaration"})
+
+
+def case_diffs(session, submission: Submission) -> tuple[list[DiffRow], list[DiffRow], ModelVersion | None]:
+    """What the case changes against what was approved, side by side: an amendment's descriptor against the approved
+    one; a change's candidate version against the approved version."""
+    if queries.is_amendment(submission):
+        return descriptor_diff(queries.amendment_baseline(session, submission), submission.proposed_descriptor), [], \
+            None
+    if submission.kind == SubmissionKind.CHANGE and submission.baseline_version_id:
+        baseline = session.get(ModelVersion, submission.baseline_version_id)
+        return [], version_diff(baseline, session.get(ModelVersion, submission.model_version_id)), baseline
+    return [], [], None
 
 
 @bp.post("/<id:submission_id>/events/<event>")

@@ -21,12 +21,13 @@ from ..operations.conditions import conditions_of, meet_condition, waive_conditi
 from ..operations.documents import deployment_documents
 from ..monitoring.trends import accuracy_trend, live_watch
 from ..operations import GovernanceError, TransitionRefused, actions_for
-from ..operations.cases import open_continuing_review, register_deployment, submit_model_version, update_descriptor
+from ..operations.cases import (REVISABLE_STATES, open_continuing_review, propose_amendment, register_deployment,
+                                revise_amendment, submit_model_version, update_descriptor)
 from ..permissions import can_manage_deployment, deployment_visibility_clause, visibility_clause
 from .access import me, require_roles, roles
 from .actions import fire_posted_action, refusal_reason
 from .documents import deployment_document_form, document_types, may_attach, readable, uploaders
-from .forms import (ConditionCloseForm, ConfirmForm, DescriptorForm, VersionForm, action_form_class,
+from .forms import (AmendmentForm, ConditionCloseForm, ConfirmForm, DescriptorForm, VersionForm, action_form_class,
                     demo_endpoint_choices)
 from .listing import paginate
 
@@ -135,6 +136,7 @@ def show(deployment_id: int):
                            is_chair=Role.IRB_CHAIR in roles(), suspension=queries.latest_suspension(session, deployment)
                            if deployment.status == "suspended" else None,
                            open_continuing=queries.open_continuing_review(session, deployment),
+                           open_amendment=queries.open_amendment(session, deployment),
                            can_open_continuing=can_manage and deployment.approved_version_id is not None
                            and deployment.status in {"active", "suspended", "expired"},
                            is_owner=is_owner, can_edit=can_manage)
@@ -196,19 +198,45 @@ def open_continuing(deployment_id: int):
 @bp.route("/<id:deployment_id>/edit", methods=["GET", "POST"])
 @require_roles(Role.SUBMITTER, Role.IRB_CHAIR)
 def edit(deployment_id: int):
+    """Edit the descriptor of a deployment never approved; for an approved one, propose an amendment (a case for the
+    committee: the approved scope stays in force until the amendment is approved), or revise the amendment that
+    was returned to its submitter."""
+    session = get_session()
     deployment = _managed(deployment_id, _("Only the deployment's owner or the chair may change its descriptor."))
-    form = DescriptorForm()
+    amending = queries.has_approved_scope(deployment)
+    pending = queries.open_amendment(session, deployment) if amending else None
+    revising = pending if pending is not None and pending.state in REVISABLE_STATES and \
+        pending.submitter_id == me().id else None
+    form = AmendmentForm() if amending and revising is None else DescriptorForm()
     if request.method == "GET":
-        form.fill(deployment.descriptor)
+        form.fill(revising.proposed_descriptor if revising is not None else deployment.descriptor)
     elif form.validate_on_submit():
         try:
-            update_descriptor(get_session(), deployment, form.descriptor(), actor=me())
+            if revising is not None:
+                revise_amendment(session, revising, form.descriptor(), actor=me())
+            elif amending:
+                case = propose_amendment(session, current_app.config["GOVERNANCE"], deployment, form.descriptor(),
+                                         actor=me(), summary=form.summary.data or "")
+            else:
+                update_descriptor(session, deployment, form.descriptor(), actor=me())
+        except TransitionRefused as refusal:
+            session.rollback()
+            flash(_("Not submitted: %(reason)s", reason=refusal_reason(refusal)), "error")
         except GovernanceError as exc:
+            session.rollback()
             flash(str(exc), "error")
         else:
+            if revising is not None:
+                flash(_("Amendment #%(id)s revised; resubmit it when it is ready.", id=revising.id), "success")
+                return redirect(url_for("cases.show", submission_id=revising.id), code=303)
+            if amending:
+                flash(_("Amendment #%(id)s submitted for committee review; the approved scope stays in force until "
+                        "it is approved.", id=case.id), "success")
+                return redirect(url_for("cases.show", submission_id=case.id), code=303)
             flash(_("Descriptor updated; the next submission is classified against it."), "success")
             return redirect(url_for("deployments.show", deployment_id=deployment.id), code=303)
-    return render_template("deployments/new.html", form=form, preview=_preview(form), deployment=deployment)
+    return render_template("deployments/new.html", form=form, preview=_preview(form), deployment=deployment,
+                           amending=amending, open_amendment=pending, revising=revising)
 
 
 @bp.route("/<id:deployment_id>/versions/new", methods=["GET", "POST"])
@@ -217,6 +245,9 @@ def new_version(deployment_id: int):
     session = get_session()
     deployment = _managed(deployment_id, _("Only the deployment's owner submits its model versions."))
     form = VersionForm()  # the kind of review starts unchosen: the submitter says whether this is a change
+    approved = queries.approved_version(session, deployment)
+    if request.method == "GET" and approved is not None:
+        form.fill_from(approved)
     if form.validate_on_submit():
         try:
             case = submit_model_version(

@@ -225,6 +225,13 @@ class DescriptorForm(FlaskForm):
                 self[name].data = ("true" if value else "false") if name in BOOL_FIELDS else value
 
 
+class AmendmentForm(DescriptorForm):
+    """The descriptor of an approved deployment, changed: an amendment for the committee, with what changes and why."""
+
+    summary = TextAreaField(_l("What changes and why (for the committee)"),
+                            validators=[Optional(), Length(max=max_length(SubmissionIn, "summary"))])
+
+
 #: The demo backend's endpoints (its accuracies are governance.audit.backends.DEMO_ACCURACY): offered on the
 #: version form in demo mode only, where they need no server; elsewhere the endpoint check refuses them.
 DEMO_ENDPOINTS = opts([("demo://good", _l("a demo model that passes its audit")),
@@ -273,6 +280,15 @@ class VersionForm(FlaskForm):
     def validate_change_summary(self, field) -> None:
         if self.kind.data == "change" and not (field.data or "").strip():
             raise ValidationError(_l("A change needs its change summary."))
+
+    def fill_from(self, approved) -> None:
+        """Start a new version from the approved one: what usually stays (base model, architecture, serving,
+        quantization, fine-tuning data) is pre-filled; the version label and every digest are left empty, since they
+        must be those of the new files (a stale digest copied over would hide a change)."""
+        for name in ("base_model", "architecture", "quantization", "endpoint",
+                     "served_model_id", "finetune_data_summary"):
+            self[name].data = getattr(approved, name) or ""
+        self.finetune_data_categories.data = ", ".join(approved.finetune_data_categories or [])
 
     def version_fields(self) -> dict:
         """The model-version input as the operation takes it (validated there against the same schema)."""

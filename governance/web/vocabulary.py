@@ -59,7 +59,11 @@ TERMS: frozenset[str] = frozenset({
     N_("public facing"), N_("personal information"), N_("deidentified"), N_("cross border transfer"),
     N_("anonymised"), N_("medical purpose"), N_("auto screen"), N_("auto screen declined"),
     N_("condition unmet"), N_("condition met"), N_("condition waived"), N_("met"), N_("waived"),
-    N_("language changed"),
+    N_("language changed"), N_("amendment"), N_("amendment proposed"), N_("amendment revised"),
+    # model-version metadata (the side-by-side comparison of a change)
+    N_("version label"), N_("base model"), N_("architecture"), N_("weights digest"), N_("tokenizer digest"),
+    N_("system prompt digest"), N_("quantization"), N_("endpoint"), N_("served model id"), N_("serving config"),
+    N_("finetune data categories"),
     N_("human genetic resources"), N_("autonomy"), N_("issues prescriptions"), N_("severity if wrong"),
     N_("on premises"), N_("continuous learning"),
     # ... and its values
