@@ -177,11 +177,11 @@ class Settings(BaseSettings):
     #: Directory group (its DN, or its cn) -> the roles it grants, e.g. ``{ "irb-chairs" = ["irb_chair"] }``.
     #: A person in none of these groups cannot sign in through the directory.
     ldap_group_roles: dict[str, tuple[str, ...]] = {}
+    #: For tests and development on one machine: admit an ``http://`` issuer on localhost / 127.0.0.1 / ::1.
+    oidc_allow_http_loopback: bool = False
     #: The OpenID provider the institution configured (its discovery document is read from
     #: ``<issuer>/.well-known/openid-configuration``): ``https://`` only, unless ``oidc_allow_http_loopback``.
     oidc_issuer: str = Field(default="", pattern=r"^$|^https?://[^\s?#]+$")
-    #: For tests and development on one machine: admit an ``http://`` issuer on localhost / 127.0.0.1 / ::1.
-    oidc_allow_http_loopback: bool = False
     #: This app's registration at the provider (the secret from the environment or the instance config).
     oidc_client_id: str = Field(default="", max_length=500)
     oidc_client_secret: SecretStr = SecretStr("")
