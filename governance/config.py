@@ -164,10 +164,11 @@ class Settings(BaseSettings):
     #: Reverse proxies in front of the app that set X-Forwarded-For/-Proto (0: none; the peer address is the
     #: client's). Throttling per address needs the client's real address.
     proxy_hops: int = Field(default=0, ge=0, le=5)
-    #: How the sign-in form checks a password, in order: ``local`` (the account's own argon2 hash) and ``ldap``
-    #: (the directory, see ``docs/sign-in.md``). ``("ldap", "local")`` tries the directory first and keeps local
-    #: break-glass accounts working when it is down.
-    auth_methods: Annotated[tuple[Literal["local", "ldap"], ...], NoDecode] = ("local",)
+    #: How people sign in (see ``docs/sign-in.md``). The sign-in form checks a password with ``local`` (the
+    #: account's own argon2 hash) and ``ldap`` (the directory), in the order named: ``("ldap", "local")`` tries the
+    #: directory first and keeps local break-glass accounts working when it is down. ``oidc`` adds a "Sign in with
+    #: <oidc_display_name>" button (OpenID Connect single sign-on at the hospital's identity provider).
+    auth_methods: Annotated[tuple[Literal["local", "ldap", "oidc"], ...], NoDecode] = ("local",)
     #: The directory server: ``ldap://host:389`` or ``ldaps://host:636``.
     ldap_url: str = Field(default="", pattern=r"^$|^ldaps?://[^\s/]+/?$")
     #: Upgrade an ``ldap://`` connection with StartTLS (the certificate is checked, against ``ldap_ca_file`` if set).
@@ -188,9 +189,28 @@ class Settings(BaseSettings):
     #: Directory group (its DN, or its cn) -> the roles it grants, e.g. ``{ "irb-chairs" = ["irb_chair"] }``.
     #: A person in none of these groups cannot sign in through the directory.
     ldap_group_roles: dict[str, tuple[str, ...]] = {}
+    #: For tests and development on one machine: admit an ``http://`` issuer on localhost / 127.0.0.1 / ::1.
+    oidc_allow_http_loopback: bool = False
+    #: The OpenID provider the institution configured (its discovery document is read from
+    #: ``<issuer>/.well-known/openid-configuration``): ``https://`` only, unless ``oidc_allow_http_loopback``.
+    oidc_issuer: str = Field(default="", pattern=r"^$|^https?://[^\s?#]+$")
+    #: This app's registration at the provider (the secret from the environment or the instance config).
+    oidc_client_id: str = Field(default="", max_length=500)
+    oidc_client_secret: SecretStr = SecretStr("")
+    #: Scopes asked for; ``openid`` is required, ``email`` gives the e-mail the account is created with.
+    oidc_scopes: Annotated[tuple[str, ...], NoDecode] = ("openid", "email", "profile")
+    #: The ID token claim that lists the person's groups or roles (a dotted path reaches into an object, e.g.
+    #: ``realm_access.roles``), and its values (case ignored) -> the roles they grant, like ``ldap_group_roles``.
+    #: A person with no mapped value cannot sign in through the provider.
+    oidc_roles_claim: str = Field(default="groups", pattern=r"^[A-Za-z0-9_:/-]+(\.[A-Za-z0-9_:/-]+)*$")
+    oidc_role_map: dict[str, tuple[str, ...]] = {}
+    #: The button's words: "Sign in with <oidc_display_name>" (e.g. the hospital's identity platform).
+    oidc_display_name: str = Field(default="the hospital account", min_length=1, max_length=100)
+    #: Seconds to wait for an answer from the provider (discovery, keys, token).
+    oidc_timeout: float = Field(default=10.0, gt=0, le=120)
 
     @field_validator("trust_roots", "endpoint_allow_networks", "endpoint_allow_hosts", "endpoint_allow_ports",
-                     "model_roots", "log_anchor_paths", "auth_methods", mode="before")
+                     "model_roots", "log_anchor_paths", "auth_methods", "oidc_scopes", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -213,19 +233,19 @@ class Settings(BaseSettings):
     @classmethod
     def _auth_methods(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if not value:
-            raise ValueError("name at least one sign-in method (local, ldap)")
+            raise ValueError("name at least one sign-in method (local, ldap, oidc)")
         if len(set(value)) != len(value):
             raise ValueError("a sign-in method is named twice")
         return value
 
-    @field_validator("ldap_group_roles", mode="before")
+    @field_validator("ldap_group_roles", "oidc_role_map", mode="before")
     @classmethod
     def _one_role(cls, value: Any) -> Any:
         if isinstance(value, Mapping):
             return {group: (roles,) if isinstance(roles, str) else roles for group, roles in value.items()}
         return value
 
-    @field_validator("ldap_group_roles", mode="after")
+    @field_validator("ldap_group_roles", "oidc_role_map", mode="after")
     @classmethod
     def _mapped_roles(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
         """Names only: config may not import the roles (``domain``); :func:`governance.operations.directory.
@@ -260,6 +280,41 @@ class Settings(BaseSettings):
         """With documents in an object store, its bucket (checked on the last of its settings)."""
         if info.data.get("document_storage") == "s3" and not info.data.get("document_s3_bucket"):
             raise ValueError("document_storage is s3 but document_s3_bucket is empty")
+        return value
+
+    @field_validator("oidc_issuer", mode="after")
+    @classmethod
+    def _issuer(cls, value: str, info: ValidationInfo) -> str:
+        """An https address; http only on this machine, and only with ``oidc_allow_http_loopback`` (the flag is
+        declared before the issuer, so it is known here)."""
+        if value and not value.startswith("https://"):
+            if not (info.data.get("oidc_allow_http_loopback") and is_loopback_url(value)):
+                raise ValueError("the issuer must be an https:// address (http:// is admitted only for localhost, "
+                                 "with oidc_allow_http_loopback, for tests and development)")
+        return value
+
+    @field_validator("oidc_scopes", mode="after")
+    @classmethod
+    def _openid_scope(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if "openid" not in value:
+            raise ValueError("the scopes must include openid")
+        for scope in value:
+            if not scope or any(ch.isspace() or ch in '"\\' for ch in scope):
+                raise ValueError(f"'{scope}' is not a scope")
+        return value
+
+    @field_validator("oidc_role_map", mode="after")
+    @classmethod
+    def _oidc_complete(cls, value: dict[str, tuple[str, ...]], info: ValidationInfo) -> dict[str, tuple[str, ...]]:
+        """With ``oidc`` among the sign-in methods, the provider settings it needs (the secret may be empty: a
+        public client with PKCE)."""
+        if "oidc" in (info.data.get("auth_methods") or ()):
+            missing = [name for name in ("oidc_issuer", "oidc_client_id") if not info.data.get(name)]
+            if missing:
+                raise ValueError(f"auth_methods names oidc but {', '.join(missing)} "
+                                 f"{'is' if len(missing) == 1 else 'are'} empty")
+            if not value:
+                raise ValueError("auth_methods names oidc but oidc_role_map maps no claim value to a role")
         return value
 
     @field_validator("instance_path", mode="after")
@@ -299,6 +354,23 @@ class Settings(BaseSettings):
             return type(self).model_validate({**dict(self), **changes})
         except ValidationError as exc:
             raise _config_error(exc, {key: "replace()" for key in changes}) from None
+
+
+def is_loopback_url(url: str) -> bool:
+    """Whether ``url``'s host is this machine (``localhost``, 127.0.0.0/8 or ::1)."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    try:
+        host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    except ValueError:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 SETTING_NAMES = frozenset(name for name in Settings.model_fields if name != "instance_path")

@@ -24,6 +24,15 @@ class Role(StrEnum):
     ADMIN = "admin"
 
 
+class AccountSource(StrEnum):
+    """Where an account's identity lives: this app (a local password), the LDAP directory or the OpenID provider.
+    Only ``local`` accounts have a password of this app; the others sign in where they come from."""
+
+    LOCAL = "local"
+    LDAP = "ldap"
+    OIDC = "oidc"
+
+
 #: The pseudo-role of automatic actions (audit completion, scheduler); never assigned to a user.
 SYSTEM = "system"
 

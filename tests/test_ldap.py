@@ -26,9 +26,10 @@ import pytest
 from sqlalchemy import select
 
 from governance.config import ConfigError
+from governance.errors import GovernanceError
 from governance.models import Event, RoleAssignment, User
 from governance.operations import directory
-from governance.operations.users import authenticate, find_user, is_directory_account
+from governance.operations.users import authenticate, find_user, is_directory_account, set_password
 
 from .conftest import make_app
 from .factories import PASSWORD
@@ -197,6 +198,7 @@ def test_group_grants_the_role_and_leaving_the_group_takes_it_away(app, client, 
     assert response.status_code == 302, response.data
     user = find_user(session, mail)
     assert user.name == "Carla Chair" and user.password_hash == ""  # cannot sign in locally
+    assert user.source == "ldap" and user.oidc_subject is None
     assert roles(session, mail) == {"irb_chair", "irb_member"}
     assert is_directory_account(session, user)
     created = events(session, "user_created")[-1]
@@ -231,6 +233,8 @@ def test_directory_account_has_no_local_password(app, client, session):
     assert login(client, mail, password).status_code == 302
     session.expire_all()
     assert authenticate(session, mail, password) is None  # the local method alone never matches it
+    with pytest.raises(GovernanceError, match="no password of this app"):  # nor can it be given one
+        set_password(session, find_user(session, mail), "A-long-enough-passphrase-9", actor=None)
 
 
 def test_wrong_password_is_the_generic_message_and_throttled(app, client, session):

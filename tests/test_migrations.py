@@ -45,7 +45,7 @@ def test_upgrade_downgrade_upgrade_and_no_drift(empty_database):
     assert _tables(empty_database) == set()
     migrate.upgrade(empty_database)
     migrate.check(empty_database)
-    assert migrate.current_heads(empty_database) == migrate.script_heads() == ["0013_amendments"]
+    assert migrate.current_heads(empty_database) == migrate.script_heads() == ["0015_account_source"]
 
 
 def test_check_constraints_hold_in_the_database(empty_database):
@@ -56,5 +56,30 @@ def test_check_constraints_hold_in_the_database(empty_database):
             with engine.begin() as connection:
                 connection.execute(sa.text(
                     "INSERT INTO role_assignment (user_id, role, granted_at) VALUES (1, 'overlord', CURRENT_TIMESTAMP)"))
+    finally:
+        engine.dispose()
+
+
+def test_account_source_marks_the_directory_s_accounts(empty_database):
+    """0015: an account whose user_created event says the directory created it becomes ``ldap``; others ``local``."""
+    migrate.upgrade(empty_database, "0013_amendments")
+    engine = sa.create_engine(empty_database)
+    try:
+        with engine.begin() as connection:
+            for number, (email, payload) in enumerate((
+                    ("dir@test.hospital", '{"user": "dir@test.hospital", "source": "directory", "dn": "uid=d"}'),
+                    ("own@test.hospital", '{"user": "own@test.hospital", "roles": []}')), start=1):
+                connection.execute(sa.text(
+                    "INSERT INTO user_account (email, name, name_zh, password_hash, active, is_scientist, "
+                    "is_affiliated, failed_logins, created_at) VALUES (:email, 'x', '', '', true, true, true, 0, "
+                    "CURRENT_TIMESTAMP)"), {"email": email})
+                connection.execute(sa.text(
+                    "INSERT INTO event (seq, occurred_at, actor, name, payload, prev_hash, hash) VALUES "
+                    "(:seq, CURRENT_TIMESTAMP, 'system', 'user_created', :payload, '', :hash)"),
+                    {"seq": number, "payload": payload, "hash": f"{number:064d}"})
+        migrate.upgrade(empty_database)
+        with engine.begin() as connection:
+            sources = dict(connection.execute(sa.text("SELECT email, source FROM user_account")).all())
+        assert sources == {"dir@test.hospital": "ldap", "own@test.hospital": "local"}
     finally:
         engine.dispose()

@@ -7,12 +7,15 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, Column, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from ..domain import Role
+from ..domain import AccountSource, Role
 from .base import in_enum, utcnow
 
 
 class User(SQLModel, table=True):
     __tablename__ = "user_account"
+    __table_args__ = (in_enum("source", AccountSource),
+                      UniqueConstraint("oidc_issuer", "oidc_subject", name="uq_user_account_oidc_identity"),
+                      CheckConstraint("(oidc_issuer IS NULL) = (oidc_subject IS NULL)", name="oidc_identity_whole"))
 
     id: int | None = Field(default=None, primary_key=True)
     #: Lower-cased; the login name.
@@ -36,6 +39,14 @@ class User(SQLModel, table=True):
     #: The person's language for pages and e-mails (a locale code the interface offers); empty: the browser's,
     #: else the instance's default.
     language: str = Field(default="", max_length=10, sa_column_kwargs={"server_default": ""})
+    #: Where the account's identity lives (:class:`~governance.domain.AccountSource`): only a ``local`` account
+    #: may have a password of this app.
+    source: str = Field(default=AccountSource.LOCAL.value, max_length=10,
+                        sa_column_kwargs={"server_default": AccountSource.LOCAL.value})
+    #: The OpenID provider's identity of the person (``iss`` and ``sub`` of their ID token), once they signed in
+    #: through it; the account is found by these, never by the e-mail.
+    oidc_issuer: str | None = Field(default=None, max_length=500)
+    oidc_subject: str | None = Field(default=None, max_length=255)
     created_at: datetime = Field(default_factory=utcnow)
 
     # Flask-Login protocol

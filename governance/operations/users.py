@@ -11,12 +11,12 @@ from sqlmodel import Session
 from .. import eventlog
 from ..languages import LOCALES
 from ..config import Settings
-from ..domain import Role
-from ..models import Event, RoleAssignment, User
+from ..domain import AccountSource, Role
+from ..models import RoleAssignment, User
 from ..permissions import forget_roles, roles_of
 from ..security import check_password_strength, hash_password, needs_rehash, verify_dummy, verify_password
 from ..errors import GovernanceError
-from . import directory
+from . import directory, oidc
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,11 @@ def find_user(session: Session, email: str) -> User | None:
 
 def create_user(session: Session, *, email: str, name: str, roles: list[str], password: str | None,
                 actor: User | None, is_scientist: bool = True, is_affiliated: bool = True, name_zh: str = "",
-                source: dict | None = None) -> User:
+                source: dict | None = None, account_source: AccountSource = AccountSource.LOCAL,
+                oidc_identity: tuple[str, str] | None = None) -> User:
+    """A new account. ``source`` is added to the ``user_created`` event's payload; ``account_source`` says where
+    the identity lives (only a local account may have a password); ``oidc_identity`` is the provider's
+    ``(iss, sub)`` of an account created by a sign-in through it."""
     email = email.strip().lower()
     if "@" not in email:
         raise GovernanceError(f"'{email}' is not an e-mail address")
@@ -36,10 +40,14 @@ def create_user(session: Session, *, email: str, name: str, roles: list[str], pa
         raise GovernanceError(f"unknown role(s) {', '.join(unknown)}; roles are {', '.join(r.value for r in Role)}")
     if find_user(session, email) is not None:
         raise GovernanceError(f"a user with e-mail {email} already exists")
+    if password and account_source != AccountSource.LOCAL:
+        raise GovernanceError(f"an account from {account_source.value} has no password of this app")
     if password is not None:
         check_password_strength(password, user_inputs=(email, name))
+    issuer, subject = oidc_identity or (None, None)
     user = User(email=email, name=name.strip(), name_zh=name_zh, password_hash=hash_password(password) if password else "",
-                is_scientist=is_scientist, is_affiliated=is_affiliated)
+                is_scientist=is_scientist, is_affiliated=is_affiliated, source=account_source.value,
+                oidc_issuer=issuer, oidc_subject=subject)
     session.add(user)
     session.flush()
     for role in sorted(set(roles)):
@@ -88,7 +96,11 @@ def set_active(session: Session, user: User, active: bool, *, actor: User) -> No
 
 def set_password(session: Session, user: User, password: str, *, actor: User | None) -> None:
     """Set a new password (the policy of :func:`check_password_strength`); every session of the account ends
-    (the caller may keep the one that made the change by storing the new epoch in it)."""
+    (the caller may keep the one that made the change by storing the new epoch in it). Only a local account has a
+    password of this app: a directory or OpenID account signs in where it comes from."""
+    if user.source != AccountSource.LOCAL:
+        raise GovernanceError(f"{user.email} signs in through {SOURCE_WORDS.get(user.source, user.source)}; "
+                              "it has no password of this app")
     check_password_strength(password, user_inputs=(user.email, user.name))
     user.password_hash = hash_password(password)
     _end_sessions(user)
@@ -110,6 +122,10 @@ def set_language(session: Session, user: User, language: str, *, actor: User | N
     session.flush()
     eventlog.append(session, "language_changed", actor=actor, payload={"user": user.email, "from": before,
                                                                           "to": language})
+
+
+#: How messages name where an account signs in.
+SOURCE_WORDS = {AccountSource.LDAP.value: "the hospital directory", AccountSource.OIDC.value: "the OpenID provider"}
 
 
 def _end_sessions(user: User) -> None:
@@ -141,6 +157,8 @@ def authenticate(session: Session, email: str, password: str, *, now: datetime |
     unavailable: directory.DirectoryUnavailable | None = None
     refused = False
     for method in methods:
+        if method == "oidc":  # not a password: the provider's button
+            continue
         if method == "ldap":
             try:
                 user, refused_here = directory_sign_in(session, settings, email, password, now=now, source=source)
@@ -185,14 +203,11 @@ def _local_password(session: Session, email: str, password: str) -> User | None:
 # --- sign-in through the directory (LDAP / Active Directory) -------------------------------------------------
 
 def is_directory_account(session: Session, user: User) -> bool:
-    """Whether the account was created by a sign-in through the directory (its ``user_created`` event says so).
+    """Whether the account was created by a sign-in through the directory (``source`` is ``ldap``).
 
     Only such accounts have their roles set to exactly the directory's: roles of a local account that also
     signs in through the directory are added to, never removed."""
-    created = session.execute(
-        select(Event.payload).where(Event.name == "user_created", Event.payload["user"].as_string() == user.email)
-        .order_by(Event.seq).limit(1)).scalars().first()
-    return bool(created) and created.get("source") == directory.SOURCE
+    return user.source == AccountSource.LDAP
 
 
 def directory_sign_in(session: Session, settings: Settings, email: str, password: str, *,
@@ -221,7 +236,8 @@ def directory_sign_in(session: Session, settings: Settings, email: str, password
         return None, True
     if user is None:
         user = create_user(session, email=email, name=(answer.name or email)[:200], roles=sorted(roles), password=None,
-                           actor=None, source={"source": directory.SOURCE, "dn": answer.dn})
+                           actor=None, source={"source": directory.SOURCE, "dn": answer.dn},
+                           account_source=AccountSource.LDAP)
     else:
         if answer.name and answer.name != user.name:
             user.name = answer.name[:200]
@@ -235,6 +251,11 @@ def directory_sign_in(session: Session, settings: Settings, email: str, password
 def sync_directory_roles(session: Session, user: User, roles: set[str], *, dn: str, remove: bool = True) -> None:
     """Give ``user`` the roles the directory grants; with ``remove``, take away every other role. A change ends the
     account's other sessions and is a ``roles_changed`` event with no actor and ``source: directory``."""
+    _sync_roles(session, user, roles, remove=remove, provenance={"source": directory.SOURCE, "dn": dn})
+
+
+def _sync_roles(session: Session, user: User, roles: set[str], *, remove: bool, provenance: dict) -> None:
+    """Roles granted by where the person signed in (``provenance`` names it in the ``roles_changed`` event)."""
     rows = list(session.execute(select(RoleAssignment).where(RoleAssignment.user_id == user.id)).scalars())
     current = {row.role for row in rows}
     added = sorted(roles - current)
@@ -250,10 +271,89 @@ def sync_directory_roles(session: Session, user: User, roles: set[str], *, dn: s
     session.flush()
     forget_roles(user)
     eventlog.append(session, "roles_changed", actor=None, payload={
-        "user": user.email, "added": added, "removed": removed, "source": directory.SOURCE, "dn": dn})
+        "user": user.email, "added": added, "removed": removed, **provenance})
 
 
 def _refuse(session: Session, email: str, source: str, now: datetime | None, reason: str, dn: str) -> None:
     log.info("sign-in through the directory refused for %s: %s", email, reason)
     eventlog.append(session, "login_refused", actor=None, occurred_at=now, payload={
         "email": email[:254], "source": source, "reason": reason, "directory": directory.SOURCE, "dn": dn})
+
+
+# --- sign-in through the OpenID provider (OpenID Connect) -------------------------------------------------------
+
+class SignInRefused(GovernanceError):
+    """The provider vouched for the person but they may not sign in here; ``reason`` is one of
+    :data:`REFUSALS` (the page says it in the person's language; the ``login_refused`` event is written)."""
+
+    def __init__(self, reason: str):
+        super().__init__(REFUSALS[reason])
+        self.reason = reason
+
+
+#: Why a person the provider vouched for is refused, as the ``login_refused`` event says it.
+REFUSALS = {
+    "no_role": "no value of the roles claim grants a role",
+    "deactivated": "account deactivated",
+    "no_email": "the provider sent no e-mail address",
+    "email_unverified": "the provider has not verified the e-mail address of an existing account",
+    "email_taken": "the e-mail address belongs to an account of another OpenID identity",
+}
+
+
+def oidc_sign_in(session: Session, settings: Settings, identity: oidc.Identity, *, now: datetime | None = None,
+                 source: str = "") -> User:
+    """The account of the person the provider vouched for, created on first sign-in, with its roles synced.
+
+    The account is found by the provider's ``(iss, sub)``, never by the e-mail alone: a first sign-in with the
+    e-mail of an existing account that has no OpenID identity links it (only if the provider has not said the
+    e-mail is unverified); that account keeps its source (a local one keeps its password and gets mapped roles
+    added, none removed), like a local account signing in through the directory. An account created here has
+    ``source`` ``oidc``, no password, and exactly the mapped roles at every sign-in (``roles_changed`` events with
+    no actor and ``source: oidc``). The name follows the provider; the e-mail does not change (it names the person
+    in the event log). Raises :class:`SignInRefused` after writing a ``login_refused`` event.
+    """
+    roles = oidc.roles_for(settings, identity.values)
+    provenance = {"source": AccountSource.OIDC.value, "issuer": identity.issuer, "subject": identity.subject}
+    user = session.execute(select(User).where(User.oidc_issuer == identity.issuer,
+                                              User.oidc_subject == identity.subject)).scalars().first()
+    email = identity.email.strip().lower()
+
+    def refuse(reason: str) -> SignInRefused:
+        log.info("sign-in through the OpenID provider refused for %s: %s", email or identity.subject, REFUSALS[reason])
+        eventlog.append(session, "login_refused", actor=None, occurred_at=now, payload={
+            "email": (user.email if user is not None else email)[:254], "source": source,
+            "reason": REFUSALS[reason], "provider": identity.issuer, "subject": identity.subject})
+        return SignInRefused(reason)
+
+    if user is None:
+        if "@" not in email:
+            raise refuse("no_email")
+        user = find_user(session, email)
+        if user is not None:
+            if user.oidc_subject is not None:
+                raise refuse("email_taken")
+            if identity.email_verified is False:
+                raise refuse("email_unverified")
+    if user is not None and not user.active:
+        raise refuse("deactivated")
+    if not roles:
+        if user is not None and user.source == AccountSource.OIDC:
+            _sync_roles(session, user, set(), remove=True, provenance=provenance)
+        raise refuse("no_role")
+    if user is None:
+        return create_user(session, email=email, name=(identity.name or email)[:200], roles=sorted(roles),
+                           password=None, actor=None, source=provenance, account_source=AccountSource.OIDC,
+                           oidc_identity=(identity.issuer, identity.subject))
+    if user.oidc_subject is None:
+        user.oidc_issuer, user.oidc_subject = identity.issuer, identity.subject
+        session.flush()
+        eventlog.append(session, "oidc_identity_linked", actor=None, occurred_at=now,
+                        payload={"user": user.email, **provenance})
+    if identity.name and identity.name[:200] != user.name:
+        user.name = identity.name[:200]
+    _sync_roles(session, user, roles, remove=user.source == AccountSource.OIDC, provenance=provenance)
+    user.failed_logins = 0
+    user.locked_until = None
+    session.flush()
+    return user

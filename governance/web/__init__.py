@@ -61,7 +61,9 @@ def init_app(app: Flask) -> None:
     def commit_request(response):
         """The request commits once, at its end, if it changed anything and succeeded."""
         session = g.get("_db_session")
-        if session is not None and request.method in {"POST", "PUT", "PATCH", "DELETE"} and response.status_code < 400:
+        writes = request.method in {"POST", "PUT", "PATCH", "DELETE"} or getattr(
+            app.view_functions.get(request.endpoint or ""), "writes_on_get", False)  # e.g. the OpenID callback
+        if session is not None and writes and response.status_code < 400:
             try:
                 session.commit()
             except (SQLAlchemyError, ConcurrentWriteError):

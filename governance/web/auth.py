@@ -1,17 +1,18 @@
-"""Sign-in and sign-out."""
+"""Sign-in and sign-out: the password form (local and directory) and the OpenID provider's button."""
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 
 from ..db import get_session
 from ..extensions import limiter
+from ..operations import oidc
 from ..operations.directory import DirectoryUnavailable, check_settings
-from ..operations.users import authenticate, sign_out
+from ..operations.users import SignInRefused, authenticate, oidc_sign_in, sign_out
 from . import sessions
 from .access import me
 from .forms import ConfirmForm, LoginForm
@@ -22,8 +23,17 @@ bp = Blueprint("auth", __name__)
 
 @bp.record_once
 def _check_directory_settings(state) -> None:
-    """Stop at start when ``ldap_group_roles`` names a role that does not exist (config cannot know the roles)."""
+    """Stop at start when ``ldap_group_roles`` or ``oidc_role_map`` names a role that does not exist (config
+    cannot know the roles)."""
     check_settings(state.app.config["GOVERNANCE"])
+    oidc.check_settings(state.app.config["GOVERNANCE"])
+
+
+def _page(form: LoginForm):
+    """The sign-in page: the provider's button and/or the password form, as ``auth_methods`` says."""
+    settings = current_app.config["GOVERNANCE"]
+    return render_template("auth/login.html", form=form, methods=settings.auth_methods,
+                           provider=settings.oidc_display_name)
 
 
 def _safe_next(target: str | None) -> str:
@@ -44,6 +54,8 @@ def login():
     if current_user.is_authenticated:
         return redirect(url_for("dashboard.index"))
     form = LoginForm()
+    if not PASSWORD_METHODS & set(current_app.config["GOVERNANCE"].auth_methods):
+        return _page(form), 200 if request.method == "GET" else 400
     if form.validate_on_submit():
         settings = current_app.config["GOVERNANCE"]
         try:
@@ -54,15 +66,81 @@ def login():
                 sessions.note_failed_attempt()
             flash(_("Sign-in through the hospital directory is unavailable right now. Try again later or ask "
                     "the administrator."), "error")
-            return render_template("auth/login.html", form=form), 200
+            return _page(form), 200
         if user is not None:
             login_user(user)
             sessions.begin(user)
             return redirect(_safe_next(request.args.get("next")))
         sessions.note_failed_attempt()
         flash(_("The e-mail or password is not right."), "error")
-        return render_template("auth/login.html", form=form), 200
-    return render_template("auth/login.html", form=form)
+        return _page(form), 200
+    return _page(form)
+
+
+#: The methods the e-mail and password form checks.
+PASSWORD_METHODS = frozenset({"local", "ldap"})
+#: Where the browser's session keeps a started OpenID sign-in until the provider answers.
+PENDING_KEY = "oidc_pending"
+
+
+@bp.post("/auth/oidc/start")
+def oidc_start():
+    """Send the browser to the provider (the button on the sign-in page posts here, with its CSRF token)."""
+    settings = current_app.config["GOVERNANCE"]
+    if "oidc" not in settings.auth_methods:
+        abort(404)
+    if not ConfirmForm().validate_on_submit():
+        return redirect(url_for("auth.login"))
+    redirect_uri = settings.server_name_url.rstrip("/") + url_for("auth.oidc_callback")
+    try:
+        address, pending = oidc.begin(settings, redirect_uri)
+    except oidc.ProviderUnavailable:  # logged with its cause
+        flash(_("Sign-in through %(provider)s is unavailable right now. Try again later or ask the administrator.",
+                provider=settings.oidc_display_name), "error")
+        return redirect(url_for("auth.login"))
+    session[PENDING_KEY] = {**pending, "next": _safe_next(request.args.get("next"))}
+    return redirect(address)
+
+
+@bp.get("/auth/oidc/callback")
+def oidc_callback():
+    """The provider's answer: sign the person in with the mapped roles, or say why not."""
+    settings = current_app.config["GOVERNANCE"]
+    if "oidc" not in settings.auth_methods:
+        abort(404)
+    pending = session.pop(PENDING_KEY, None)
+    try:
+        identity = oidc.finish(settings, pending, request.args)
+        user = oidc_sign_in(get_session(), settings, identity, source=sessions.address())
+    except oidc.ProviderUnavailable:
+        flash(_("Sign-in through %(provider)s is unavailable right now. Try again later or ask the administrator.",
+                provider=settings.oidc_display_name), "error")
+    except oidc.AnswerRefused:
+        flash(_("Sign-in through %(provider)s did not complete. Start again from this page.",
+                provider=settings.oidc_display_name), "error")
+    except SignInRefused as exc:
+        flash(_refusal(exc.reason, settings.oidc_display_name), "error")
+    else:
+        login_user(user)
+        sessions.begin(user)
+        return redirect(_safe_next(pending.get("next")))
+    return redirect(url_for("auth.login"))
+
+
+#: The provider redirects the browser here with GET; the account, its roles and the events must still commit.
+oidc_callback.writes_on_get = True
+
+
+def _refusal(reason: str, provider: str) -> str:
+    if reason == "no_role":
+        return _("%(provider)s signed you in, but none of your groups grants a role in this application. Ask the "
+                 "IRB office to have you added to a group that does.", provider=provider)
+    if reason == "deactivated":
+        return _("Your account in this application is deactivated. Ask the administrator.")
+    if reason == "no_email":
+        return _("%(provider)s did not send your e-mail address, which this application needs. Ask the "
+                 "administrator.", provider=provider)
+    return _("Your e-mail address belongs to another account of this application. Ask the administrator.")
 
 
 @bp.post("/logout")
