@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import CheckConstraint, Column, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from ..domain import Role
+from ..domain import NotificationDelivery, Role
 from .base import in_enum, utcnow
 
 
 class User(SQLModel, table=True):
     __tablename__ = "user_account"
+    __table_args__ = (in_enum("notification_delivery", NotificationDelivery),)
 
     id: int | None = Field(default=None, primary_key=True)
     #: Lower-cased; the login name.
@@ -36,6 +37,11 @@ class User(SQLModel, table=True):
     #: The person's language for pages and e-mails (a locale code the interface offers); empty: the browser's,
     #: else the instance's default.
     language: str = Field(default="", max_length=10, sa_column_kwargs={"server_default": ""})
+    #: How the person gets the e-mails of their notifications: ``immediate`` (one each) or ``daily`` (a digest).
+    notification_delivery: str = Field(default=NotificationDelivery.IMMEDIATE.value, max_length=10,
+                                       sa_column_kwargs={"server_default": NotificationDelivery.IMMEDIATE.value})
+    #: The day the last daily digest went, so repeated scheduler ticks send one a day.
+    digest_sent_on: date | None = None
     created_at: datetime = Field(default_factory=utcnow)
 
     # Flask-Login protocol

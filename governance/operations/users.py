@@ -11,7 +11,7 @@ from sqlmodel import Session
 from .. import eventlog
 from ..languages import LOCALES
 from ..config import Settings
-from ..domain import Role
+from ..domain import NotificationDelivery, Role
 from ..models import Event, RoleAssignment, User
 from ..permissions import forget_roles, roles_of
 from ..security import check_password_strength, hash_password, needs_rehash, verify_dummy, verify_password
@@ -110,6 +110,19 @@ def set_language(session: Session, user: User, language: str, *, actor: User | N
     session.flush()
     eventlog.append(session, "language_changed", actor=actor, payload={"user": user.email, "from": before,
                                                                           "to": language})
+
+
+def set_notification_delivery(session: Session, user: User, delivery: str, *, actor: User | None) -> None:
+    """How the person gets the e-mails of their notifications: one each, or a daily digest (an event)."""
+    choices = [d.value for d in NotificationDelivery]
+    if delivery not in choices:
+        raise GovernanceError(f"delivery must be one of {', '.join(choices)}")
+    if user.notification_delivery == delivery:
+        return
+    before, user.notification_delivery = user.notification_delivery, delivery
+    session.flush()
+    eventlog.append(session, "notification_delivery_changed", actor=actor, payload={
+        "user": user.email, "from": before, "to": delivery})
 
 
 def _end_sessions(user: User) -> None:
