@@ -111,7 +111,7 @@ MAIL_RETRY_FOR = (smtplib.SMTPException, OSError)
              max_retries=8)
 def send_mail(self, name: str, arguments: dict[str, Any]) -> Any:
     """``mail.send`` on a worker: an SMTP failure raises (the messages sent before it are recorded), so Celery
-    tries again after 30 s, 60 s, 120 s … up to an hour, eight times; what is still unsent after that is left to
-    the scheduler's tick, which retries unsent e-mail for a week."""
+    tries again up to eight times, waiting about 30 s, 60 s, 120 s … (jittered, at most an hour); what is still
+    unsent after that is left to the scheduler's tick, which retries unsent e-mail for a week."""
     engine, settings = runtime.get()
     return jobs.run(engine, settings, name, {**arguments, "strict": True})
