@@ -84,8 +84,9 @@ STEP_TERMS = frozenset({"outcome", "verdict"})
 
 
 def step_subject(step: str, **values) -> str:
-    """The English subject of a review step's notification."""
-    return STEP_SUBJECTS[step] % {k: str(v).replace("_", " ") for k, v in values.items()}
+    """The English subject of a review step's notification (its stored words as words: ``revisions required``)."""
+    return STEP_SUBJECTS[step] % {k: str(v).replace("_", " ") if k in STEP_TERMS else str(v)
+                                  for k, v in values.items()}
 
 
 def step_kind(step: str) -> str:

@@ -9,7 +9,7 @@ from flask import Flask
 from flask_babel import gettext
 from markupsafe import Markup, escape
 
-from ..notify import step_texts
+from ..notify import STEP_TERMS, step_texts
 from . import vocabulary
 
 
@@ -46,7 +46,8 @@ def say(reason) -> str:
 
 
 def _notice_texts(note) -> tuple[str, str]:
-    return step_texts(note.kind, note.subject, gettext, lambda _name, value: vocabulary.words(value))
+    return step_texts(note.kind, note.subject, gettext,
+                      lambda name, value: vocabulary.words(value) if name in STEP_TERMS else value)
 
 
 def notice(note) -> str:
