@@ -33,6 +33,12 @@ class AccountSource(StrEnum):
     OIDC = "oidc"
 
 
+class NotificationDelivery(StrEnum):
+    """How a person gets the e-mails of their notifications (the in-app ones are always there)."""
+    IMMEDIATE = "immediate"  # one e-mail per notification, as it happens
+    DAILY = "daily"  # one digest a day of those not yet e-mailed
+
+
 #: The pseudo-role of automatic actions (audit completion, scheduler); never assigned to a user.
 SYSTEM = "system"
 

@@ -39,8 +39,10 @@ RUNNER_SETTING = {"audit.run": "audit_dispatch", "dossier.emit": "dossier_dispat
 #: Celery queues: audits go to GPU workers, everything else to the default queue.
 QUEUES = {"audit.run": "audits"}
 DEFAULT_QUEUE = "governance"
-#: The one Celery task every job travels in (:mod:`governance.tasks`).
+#: The Celery task every job travels in (:mod:`governance.tasks`) ...
 CELERY_TASK = "governance.run_job"
+#: ... but e-mail, which has its own task with a retry policy for an SMTP server that is down or refuses.
+CELERY_TASKS = {"mail.send": "governance.send_mail"}
 
 _handlers: dict[str, Handler] = {}
 _threads: dict[tuple[str, Any], threading.Thread] = {}
@@ -89,7 +91,7 @@ def dispatch(engine: Engine, settings: Settings, name: str, arguments: dict[str,
     if mode == "queue":
         return mode
     if mode == "celery":
-        _celery_client(settings.broker_url).send_task(CELERY_TASK, args=[name, arguments],
+        _celery_client(settings.broker_url).send_task(CELERY_TASKS.get(name, CELERY_TASK), args=[name, arguments],
                                                       queue=QUEUES.get(name, DEFAULT_QUEUE))
         return mode
     if mode == "inline":

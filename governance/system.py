@@ -37,9 +37,10 @@ def emit_dossiers(engine: Engine, settings: Settings, submission_id: int) -> int
     return emit_owed(engine, settings, submission_id)
 
 
-def send_mail(engine: Engine, settings: Settings, ids: list[int] | None = None) -> int:
-    """``mail.send``: e-mail the notifications ``ids`` (the scheduler retries what could not be sent)."""
-    return send_emails(engine, settings, ids)
+def send_mail(engine: Engine, settings: Settings, ids: list[int] | None = None, strict: bool = False) -> int:
+    """``mail.send``: e-mail the notifications ``ids``; ``strict`` (the Celery task) raises an SMTP failure so the
+    task is retried, otherwise it is logged (the scheduler retries what could not be sent)."""
+    return send_emails(engine, settings, ids, strict=strict)
 
 
 def scheduler_pass(engine: Engine, settings: Settings) -> dict:

@@ -14,6 +14,7 @@ again; the audit resumes from its stored results, and a job runs at most once pe
 from __future__ import annotations
 
 import os
+import smtplib
 import threading
 from typing import Any
 
@@ -99,3 +100,18 @@ def run_job(self, name: str, arguments: dict[str, Any]) -> Any:
         return jobs.run(engine, settings, name, arguments)
     except jobs.RetryLater as later:
         raise self.retry(countdown=later.seconds, exc=later) from None
+
+
+#: What the e-mail task retries: the SMTP server refused, dropped the connection, or could not be reached.
+MAIL_RETRY_FOR = (smtplib.SMTPException, OSError)
+
+
+@celery.task(name=jobs.CELERY_TASKS["mail.send"], bind=True, acks_late=True, reject_on_worker_lost=True,
+             autoretry_for=MAIL_RETRY_FOR, retry_backoff=30, retry_backoff_max=3600, retry_jitter=True,
+             max_retries=8)
+def send_mail(self, name: str, arguments: dict[str, Any]) -> Any:
+    """``mail.send`` on a worker: an SMTP failure raises (the messages sent before it are recorded), so Celery
+    tries again up to eight times, waiting about 30 s, 60 s, 120 s … (jittered, at most an hour); what is still
+    unsent after that is left to the scheduler's tick, which retries unsent e-mail for a week."""
+    engine, settings = runtime.get()
+    return jobs.run(engine, settings, name, {**arguments, "strict": True})

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import CheckConstraint, Column, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from ..domain import AccountSource, Role
+from ..domain import AccountSource, NotificationDelivery, Role
 from .base import in_enum, utcnow
 
 
 class User(SQLModel, table=True):
     __tablename__ = "user_account"
-    __table_args__ = (in_enum("source", AccountSource),
+    __table_args__ = (in_enum("source", AccountSource), in_enum("notification_delivery", NotificationDelivery),
                       UniqueConstraint("oidc_issuer", "oidc_subject", name="uq_user_account_oidc_identity"),
                       CheckConstraint("(oidc_issuer IS NULL) = (oidc_subject IS NULL)", name="oidc_identity_whole"))
 
@@ -47,6 +47,11 @@ class User(SQLModel, table=True):
     #: through it; the account is found by these, never by the e-mail.
     oidc_issuer: str | None = Field(default=None, max_length=500)
     oidc_subject: str | None = Field(default=None, max_length=255)
+    #: How the person gets the e-mails of their notifications: ``immediate`` (one each) or ``daily`` (a digest).
+    notification_delivery: str = Field(default=NotificationDelivery.IMMEDIATE.value, max_length=10,
+                                       sa_column_kwargs={"server_default": NotificationDelivery.IMMEDIATE.value})
+    #: The day the last daily digest went, so repeated scheduler ticks send one a day.
+    digest_sent_on: date | None = None
     created_at: datetime = Field(default_factory=utcnow)
 
     # Flask-Login protocol

@@ -33,8 +33,8 @@ effect = Registry("effect")
 # --- telling people ------------------------------------------------------------------------------
 # Each step someone must act on or needs to know is told by the effect that performs it, in the same
 # transaction (the e-mail, when SMTP is configured, is a job started after the commit: see ``notify``).
-# Subjects are stored in English (a user has no language preference yet) from ``notify.STEP_SUBJECTS``, which
-# the pages use to show them in the reader's language.
+# Subjects are stored in English from ``notify.STEP_SUBJECTS``; the pages show them and their explanations
+# (``notify.STEP_BODIES``) in the reader's language, and e-mails in the recipient's.
 
 def _case_link(ctx: Context) -> str:
     return f"/submissions/{ctx.submission.id}"
@@ -309,6 +309,17 @@ def schedule_meeting(ctx: Context) -> None:
     ctx.submission.meeting_id = meeting.id
     ctx.payload.update(meeting=meeting.id, meeting_title=meeting.title,
                        scheduled_for=meeting.scheduled_for.isoformat(timespec="minutes"))
+    _tell_of_hearing(ctx, meeting)
+
+
+def _tell_of_hearing(ctx: Context, meeting: Meeting) -> None:
+    """The case will be heard: the board members (who are expected at the meeting) and the submitter are told."""
+    audience = [ctx.session.get(User, ctx.submission.submitter_id), *people_with_roles(ctx.session, Role.IRB_MEMBER)]
+    when = meeting.scheduled_for.strftime("%Y-%m-%d %H:%M UTC")
+    notify(ctx.session, ctx.settings, [u for u in audience if u is not None and u.id != ctx.actor.id],
+           kind="meeting_scheduled", subject=step_subject("meeting_scheduled", case=ctx.submission.id, when=when),
+           body=" · ".join(t for t in (meeting.title, meeting.location) if t), link=_case_link(ctx),
+           dedupe_key=f"meeting-scheduled:{ctx.submission.id}:{ctx.submission.round}:{meeting.id}", now=ctx.now)
 
 
 def signature_digest(submission_id: int, round_: int, weights_digest: str, meaning: str, signer: str,

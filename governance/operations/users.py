@@ -11,8 +11,8 @@ from sqlmodel import Session
 from .. import eventlog
 from ..languages import LOCALES
 from ..config import Settings
-from ..domain import AccountSource, Role
-from ..models import RoleAssignment, User
+from ..domain import AccountSource, NotificationDelivery, Role
+from ..models import Event, RoleAssignment, User
 from ..permissions import forget_roles, roles_of
 from ..security import check_password_strength, hash_password, needs_rehash, verify_dummy, verify_password
 from ..errors import GovernanceError
@@ -126,6 +126,19 @@ def set_language(session: Session, user: User, language: str, *, actor: User | N
 
 #: How messages name where an account signs in.
 SOURCE_WORDS = {AccountSource.LDAP.value: "the hospital directory", AccountSource.OIDC.value: "the OpenID provider"}
+
+
+def set_notification_delivery(session: Session, user: User, delivery: str, *, actor: User | None) -> None:
+    """How the person gets the e-mails of their notifications: one each, or a daily digest (an event)."""
+    choices = [d.value for d in NotificationDelivery]
+    if delivery not in choices:
+        raise GovernanceError(f"delivery must be one of {', '.join(choices)}")
+    if user.notification_delivery == delivery:
+        return
+    before, user.notification_delivery = user.notification_delivery, delivery
+    session.flush()
+    eventlog.append(session, "notification_delivery_changed", actor=actor, payload={
+        "user": user.email, "from": before, "to": delivery})
 
 
 def _end_sessions(user: User) -> None:

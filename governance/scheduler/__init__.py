@@ -4,9 +4,9 @@
 automatic suspension of deployments whose continuing review is past due, the expiry of those left
 suspended too long, scheduled re-audits (integrity first), the review of finished re-audits, resuming
 stalled audits, dossiers still to emit, a signed checkpoint of the event log's head when the log grew (see
-:mod:`governance.anchor`), and e-mail still to send. Each step commits on its own, so a
-failure in one deployment never loses another's work, and running a pass twice changes nothing more.
-``govern scheduler tick [--now]`` runs one pass (cron, tests); ``govern scheduler run`` loops;
+:mod:`governance.anchor`), e-mail still to send, and the daily digests of those who chose them. Each step
+commits on its own, so a failure in one deployment never loses another's work, and running a pass twice
+changes nothing more. ``govern scheduler tick [--now]`` runs one pass (cron, tests); ``govern scheduler run`` loops;
 Celery beat runs it when a broker is configured.
 """
 
@@ -32,7 +32,7 @@ from ..errors import GovernanceError
 from ..gate import retry_due
 from ..models import ApprovalCondition, AuditRun, Deployment, LiveWatch, Submission, User, utcnow
 from ..monitoring.policy import load_monitoring
-from ..notify import notify, people_with_roles, send_emails
+from ..notify import notify, people_with_roles, send_digests, send_emails, step_kind, step_subject
 from ..operations.cases import open_continuing_review
 from ..operations.dossiers import emit_pending, pending
 from ..operations.engine import fire
@@ -60,6 +60,8 @@ class TickReport:
     #: The sequence number a signed checkpoint of the event log anchored in this pass.
     checkpoint: int | None = None
     emails: int = 0
+    #: Daily digests e-mailed to the people who chose them (one a day each).
+    digests: int = 0
     #: Conditions of approvals: reminders sent and deployments suspended for an overdue blocking one.
     conditions: list[dict[str, Any]] = field(default_factory=list)
     #: The live watch: samples deleted and graded per deployment, signals.
@@ -93,6 +95,8 @@ class TickReport:
             out.append(f"  dossiers emitted: {self.dossiers}")
         if self.emails:
             out.append(f"  e-mails sent: {self.emails}")
+        if self.digests:
+            out.append(f"  daily digests sent: {self.digests}")
         if self.checkpoint is not None:
             out.append(f"  event log anchored at seq {self.checkpoint}")
         out += [f"  ERROR: {e}" for e in self.errors]
@@ -104,7 +108,8 @@ class TickReport:
         return {"now": self.now.isoformat(), "reminders": self.reminders, "suspended": self.suspended,
                 "expired": self.expired, "reaudits": self.reaudits, "reviewed": self.reviewed,
                 "resumed_audits": self.resumed_audits, "dossiers": self.dossiers, "emails": self.emails,
-                "checkpoint": self.checkpoint, "conditions": self.conditions, "watch": self.watch, "errors": self.errors}
+                "digests": self.digests, "checkpoint": self.checkpoint, "conditions": self.conditions,
+                "watch": self.watch, "errors": self.errors}
 
 
 def tick(engine: Engine, settings: Settings, now: datetime | None = None) -> TickReport:
@@ -122,31 +127,32 @@ def tick(engine: Engine, settings: Settings, now: datetime | None = None) -> Tic
                 report.errors.append(f"{step.__name__.strip('_')}: {exc}")
     try:
         report.emails = send_emails(engine, settings, now=report.now)
-    except Exception as exc:  # pragma: no cover - send_emails already logs SMTP failures
+        report.digests = send_digests(engine, settings, now=report.now)
+    except Exception as exc:  # pragma: no cover - both already log SMTP failures
         report.errors.append(f"emails: {exc}")
     return report
 
 
 def _conditions(session: Session, settings: Settings, report: TickReport) -> None:
-    """The scheduler's step: remind owners before the due date (once), and suspend a deployment whose blocking
-    condition is past due (the suspension's event says which)."""
+    """The scheduler's step: remind owners before the due date and on it (once each), and suspend a deployment
+    whose blocking condition is past due (the suspension's event says which)."""
     now = report.now
     today = now.date()
     done = report.conditions
-    for condition in list(session.execute(select(ApprovalCondition).where(
-            ApprovalCondition.status == ConditionStatus.OPEN, ApprovalCondition.reminded.is_(False),
-            ApprovalCondition.due_date <= today + CONDITION_REMINDER)).scalars()):
-        deployment = session.get(Deployment, condition.deployment_id)
+    open_conditions = select(ApprovalCondition).where(ApprovalCondition.status == ConditionStatus.OPEN)
+    before = open_conditions.where(ApprovalCondition.reminded.is_(False), ApprovalCondition.due_date > today,
+                                   ApprovalCondition.due_date <= today + CONDITION_REMINDER)
+    for condition in list(session.execute(before.order_by(ApprovalCondition.id)).scalars()):
         condition.reminded = True
-        notify(session, settings, [session.get(User, condition.owner_id)], kind="condition_due",
-               subject=f"Condition {condition.number} of the approval of {deployment.name} is due on "
-                       f"{condition.due_date.isoformat()}",
-               body=f"{condition.text}\n\nRecord what shows it met on the deployment's page."
-                    + (" It is blocking: the deployment is suspended if it is still open on its due date."
-                       if condition.blocking else ""),
-               link=f"/deployments/{deployment.id}#conditions", dedupe_key=f"condition-due:{condition.id}", now=now)
+        _remind_of_condition(session, settings, condition, f"condition-due:{condition.id}", now)
         session.commit()
         done.append({"condition": condition.id, "reminded": True})
+    on_the_day = open_conditions.where(ApprovalCondition.due_date <= today)
+    for condition in list(session.execute(on_the_day.order_by(ApprovalCondition.id)).scalars()):
+        if _remind_of_condition(session, settings, condition, f"condition-due-date:{condition.id}", now):
+            condition.reminded = True
+            session.commit()
+            done.append({"condition": condition.id, "reminded": True, "due_today": True})
     for deployment in list(session.execute(select(Deployment).where(
             Deployment.status == DeploymentStatus.ACTIVE)).scalars()):
         overdue = queries.overdue_blocking(session, deployment, today)
@@ -162,6 +168,18 @@ def _conditions(session: Session, settings: Settings, report: TickReport) -> Non
                body=listed, link=f"/deployments/{deployment.id}#conditions", now=now)
         session.commit()
         done.append({"deployment": deployment.id, "suspended": [c.id for c in overdue]})
+
+
+def _remind_of_condition(session: Session, settings: Settings, condition: ApprovalCondition, dedupe_key: str,
+                         now: datetime) -> bool:
+    """Tell the condition's owner it is due (once per ``dedupe_key``); whether they were told now."""
+    deployment = session.get(Deployment, condition.deployment_id)
+    step = "blocking_condition_due" if condition.blocking else "condition_due"
+    return bool(notify(session, settings, [session.get(User, condition.owner_id)], kind=step_kind(step),
+                       subject=step_subject(step, number=condition.number, deployment=deployment.name,
+                                            due=condition.due_date.isoformat()),
+                       body=condition.text, link=f"/deployments/{deployment.id}#conditions", dedupe_key=dedupe_key,
+                       now=now))
 
 
 def _live_watch(session: Session, settings: Settings, report: TickReport) -> None:

@@ -1,4 +1,5 @@
-"""The signed-in user's own account: password and API tokens (shown once, stored hashed)."""
+"""The signed-in user's own account: password, language, notification e-mail, API tokens (shown once, stored
+hashed)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ from ..extensions import limiter
 from ..models import ApiToken
 from ..operations import GovernanceError
 from ..operations.tokens import create_token, revoke_token
-from ..operations.users import set_language, set_password
+from ..operations.users import set_language, set_notification_delivery, set_password
 from ..security import WeakPasswordError, verify_password
 from . import sessions
 from .access import me
-from .forms import LanguageForm, PasswordChangeForm, TokenForm
+from .forms import DeliveryForm, LanguageForm, PasswordChangeForm, TokenForm
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
@@ -33,7 +34,8 @@ def _page(token_form=None, password_form=None, new_token: str | None = None):
                                    .order_by(ApiToken.id.desc())).scalars().all()
     return render_template("account/index.html", tokens=tokens, token_form=token_form or TokenForm(),
                            password_form=password_form or PasswordChangeForm(), new_token=new_token,
-                           language_form=LanguageForm(language=me().language))
+                           language_form=LanguageForm(language=me().language),
+                           delivery_form=DeliveryForm(delivery=me().notification_delivery))
 
 
 @bp.get("/")
@@ -54,6 +56,18 @@ def language():
     response = redirect(url_for("account.index"), code=303)
     response.delete_cookie("locale")  # the saved choice applies at once, not a switch made earlier here
     return response
+
+
+@bp.post("/delivery")
+@login_required
+def delivery():
+    """E-mail per notification, or a daily digest (the in-app notifications are the same either way)."""
+    form = DeliveryForm()
+    if not form.validate_on_submit():
+        return _page(), 400
+    set_notification_delivery(get_session(), me(), form.delivery.data, actor=me())
+    flash(_("Notification e-mail saved."), "success")
+    return redirect(url_for("account.index") + "#delivery", code=303)
 
 
 @bp.post("/tokens")

@@ -9,7 +9,7 @@ from flask import Flask
 from flask_babel import gettext
 from markupsafe import Markup, escape
 
-from ..notify import step_subject_parts
+from ..notify import STEP_TERMS, step_texts
 from . import vocabulary
 
 
@@ -45,17 +45,25 @@ def say(reason) -> str:
     return vocabulary.say(reason)
 
 
+def _notice_texts(note) -> tuple[str, str]:
+    return step_texts(note.kind, note.subject, gettext,
+                      lambda name, value: vocabulary.words(value) if name in STEP_TERMS else value)
+
+
 def notice(note) -> str:
     """A notification's subject in the page's language (the review steps' ones; others as stored)."""
-    parts = step_subject_parts(note.kind, note.subject)
-    if parts is None:
-        return note.subject
-    template, values = parts
-    return gettext(template) % {k: vocabulary.words(v) for k, v in values.items()}
+    return _notice_texts(note)[0]
+
+
+def notice_text(note) -> str:
+    """What a review step's notification says happened and asks the reader to do, in the page's language (empty
+    for other notifications: their stored text is all there is)."""
+    return _notice_texts(note)[1]
 
 
 def register(app: Flask) -> None:
     app.add_template_filter(notice, "notice")
+    app.add_template_filter(notice_text, "notice_text")
     app.add_template_filter(say, "say")
     app.add_template_filter(utc, "utc")
     app.add_template_filter(words, "words")

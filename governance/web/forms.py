@@ -421,6 +421,12 @@ class LanguageForm(FlaskForm):
                            choices=opts([("", _l("as my browser says")), ("en", "English"), ("zh_CN", "简体中文")]))
 
 
+class DeliveryForm(FlaskForm):
+    delivery = SelectField(_l("E-mail of my notifications"),
+                           choices=opts([("immediate", _l("one e-mail per notification, at once")),
+                                         ("daily", _l("one digest e-mail a day"))]))
+
+
 class PasswordChangeForm(FlaskForm):
     current = PasswordField(_l("Current password"), validators=[DataRequired()])
     new = PasswordField(_l("New password"), validators=[DataRequired(), Length(max=256)])

@@ -40,7 +40,8 @@ TERMS: frozenset[str] = frozenset({
     N_("audit"), N_("decision"), N_("suspension"), N_("continuing review"), N_("letter"),
     # notification kinds (beyond the above)
     N_("expiry"), N_("reinstatement"), N_("conflict correction"),
-    N_("assignment"), N_("return"), N_("escalation"), N_("audit finished"),
+    N_("assignment"), N_("return"), N_("escalation"), N_("audit finished"), N_("meeting scheduled"),
+    N_("condition due"),
     # meetings: statuses and capacities
     N_("scheduled"), N_("in session"), N_("member"), N_("adviser"), N_("guest"),
     # obligations, API token scopes, source certainty
@@ -106,6 +107,7 @@ TERMS: frozenset[str] = frozenset({
     N_("submission created"), N_("user activated"), N_("user deactivated"), N_("user created"),
     # documents: the event, and what a document is attached to
     N_("document attached"), N_("deployment"), N_("obligation status"), N_("approval condition"),
+    N_("notification sent"), N_("notification delivery changed"), N_("notification digest sent"),
 })
 
 
