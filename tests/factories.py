@@ -9,6 +9,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 from governance import queries
 from governance.classification.descriptor import load_descriptor
 from governance.models import Deployment, Meeting, ModelVersion, Submission, User, utcnow
@@ -161,6 +163,22 @@ class Factory:
     def vote_all(self, submission: Submission, meaning: str) -> None:
         for reviewer in self.voters(submission):
             self.fire(submission, "vote", reviewer, meaning=meaning, password=PASSWORD)
+
+    def decide_incident_review(self, deployment: Deployment, outcome: str = "approve") -> Submission:
+        """Take the deployment's open incident case through screening and a full-board vote to ``outcome``
+        (``approve`` or ``disapprove``): the decision a reinstatement after an incident waits for."""
+        case = self.session.execute(select(Submission).where(
+            Submission.deployment_id == deployment.id, Submission.kind == "incident", Submission.decided_at.is_(None))
+            .order_by(Submission.id.desc()).limit(1)).scalars().one()
+        chair = self.person("chair")
+        for event in ("start_screening", "accept", "confirm_classification"):
+            self.fire(case, event, chair)
+        self.ready_for_votes(case)
+        self.vote_all(case, outcome)
+        fields = {"approve": {}, "disapprove": {"reason": "Continued use is not safe until the dosing logic is replaced."}}
+        self.fire(case, outcome, chair, **fields[outcome])
+        self.session.commit()
+        return case
 
     def drive(self, submission: Submission, state: str) -> Submission:
         """Move a draft case to ``state`` along the shortest real path."""

@@ -113,6 +113,11 @@ def test_the_chair_reinstates_from_the_deployment_page_with_a_justification(app,
     justification = "Root cause found in the retrieval index; fixed and re-audited, board informed on 2026-11-20."
     response = chair.post(f"/deployments/{deployment.id}/events/reinstate",
                           data={"reinstate-justification": justification}, follow_redirects=True)
+    assert b"Refused: the incident review is not decided yet" in response.data  # the board decides first
+    assert reload(session, deployment).status == "suspended"
+    factory.decide_incident_review(deployment, "approve")
+    response = chair.post(f"/deployments/{deployment.id}/events/reinstate",
+                          data={"reinstate-justification": justification}, follow_redirects=True)
     assert response.status_code == 200 and b"Done: Reinstate" in response.data
     assert reload(session, deployment).status == "active"
 

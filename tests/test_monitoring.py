@@ -192,7 +192,7 @@ def test_reinstatement_needs_the_chair_and_a_written_justification(app, session,
         fire(session, deployment, "reinstate", factory.person("chair"), {}, settings=factory.settings)
     assert refused.value.guard == "fields"
     session.rollback()
-    _decide_incident_review(session, factory, deployment, "approve")
+    factory.decide_incident_review(deployment, "approve")
     deployment = reload(session, deployment)
     fire(session, deployment, "reinstate", factory.person("chair"), {"justification": justification},
          settings=factory.settings)
@@ -204,23 +204,6 @@ def test_reinstatement_needs_the_chair_and_a_written_justification(app, session,
     assert reinstated.payload["justification"] == justification
     assert reinstated.payload["suspension_cause"] == "incident"
     assert eventlog.verify_chain(session).ok
-
-
-def _decide_incident_review(session, factory, deployment, outcome: str) -> Submission:
-    """Take the deployment's open incident case through screening and a full-board vote to ``outcome``."""
-    case = session.execute(select(Submission).where(Submission.deployment_id == deployment.id,
-                                                    Submission.kind == "incident", Submission.decided_at.is_(None))
-                           .order_by(Submission.id.desc()).limit(1)).scalars().one()
-    chair = factory.person("chair")
-    factory.fire(case, "start_screening", chair)
-    factory.fire(case, "accept", chair)
-    factory.fire(case, "confirm_classification", chair)
-    factory.ready_for_votes(case)
-    factory.vote_all(case, outcome)
-    fields = {"approve": {}, "disapprove": {"reason": "Continued use is not safe until the dosing logic is replaced."}}
-    factory.fire(case, outcome, chair, **fields[outcome])
-    session.commit()
-    return case
 
 
 @pytest.mark.parametrize("outcome, reinstated", [("approve", True), ("disapprove", False)])
@@ -237,7 +220,7 @@ def test_reinstatement_after_an_incident_waits_for_the_incident_reviews_decision
              settings=factory.settings)
     assert refused.value.guard == "incident_review_decided" and "not decided yet" in str(refused.value)
     session.rollback()
-    case = _decide_incident_review(session, factory, deployment, outcome)
+    case = factory.decide_incident_review(deployment, outcome)
     if reinstated:
         fire(session, reload(session, deployment), "reinstate", chair, {"justification": justification},
              settings=factory.settings)
