@@ -16,9 +16,9 @@ from sqlmodel import Session
 from .checklists import Checklist, checklist_for
 from .committees import CommitteeRules, threshold_met
 from .config import Settings
-from .domain import N_, OPEN_STATES, ConditionStatus, Pathway, SubmissionKind, VoteMeaning
+from .domain import N_, OPEN_STATES, ConditionStatus, Pathway, SubmissionKind, SubmissionState, VoteMeaning
 from .errors import Reason
-from .models import (ApprovalCondition, Assignment, AuditRun, ChecklistDraft, ChecklistResponse, Classification, ConflictDeclaration, Deployment, Event,
+from .models import (AgendaItem, ApprovalCondition, Assignment, AuditRun, ChecklistDraft, ChecklistResponse, Classification, ConflictDeclaration, Deployment, Event,
                      Meeting, MeetingAttendance, ModelVersion, Submission, User, Vote)
 from .permissions import roles_of
 
@@ -251,6 +251,44 @@ def eligible_voters(session: Session, submission: Submission, rules: CommitteeRu
     return Voters(submission.pathway, quorum.eligible_members, quorum.recused_members, quorum)
 
 
+def agenda(session: Session, meeting: Meeting) -> list[AgendaItem]:
+    """The meeting's agenda in the chair's order."""
+    return list(session.execute(select(AgendaItem).where(AgendaItem.meeting_id == meeting.id)
+                                .order_by(AgendaItem.position, AgendaItem.id)).scalars())
+
+
+def agenda_item(session: Session, submission: Submission) -> AgendaItem | None:
+    """The agenda item of the case's current round (on whichever meeting it is)."""
+    return session.execute(select(AgendaItem).where(AgendaItem.submission_id == submission.id,
+                                                    AgendaItem.round == submission.round)).scalars().first()
+
+
+def ready_for_board(session: Session) -> list[Submission]:
+    """Full-board cases in review that no meeting considers yet: what the chair puts on an agenda."""
+    return list(session.execute(select(Submission).where(
+        Submission.state == SubmissionState.IN_REVIEW.value, Submission.pathway == Pathway.FULL_BOARD.value,
+        Submission.meeting_id.is_(None)).order_by(Submission.submitted_at, Submission.id)).scalars())
+
+
+def open_meetings(session: Session) -> list[Meeting]:
+    """Meetings a case can still be put on (not closed), soonest first."""
+    return list(session.execute(select(Meeting).where(Meeting.status != "closed")
+                                .order_by(Meeting.scheduled_for, Meeting.id)).scalars())
+
+
+def sits_as_member(session: Session, row: MeetingAttendance) -> bool:
+    """Whether a present attendee counts as a member of the meeting: a member does; an alternate does only while the
+    member they sit for is not present as a member; advisers and guests never do."""
+    if row.capacity == "member":
+        return True
+    if row.capacity != "alternate" or row.alternate_for_id is None:
+        return False
+    stood_in_for = session.execute(select(MeetingAttendance.id).where(
+        MeetingAttendance.meeting_id == row.meeting_id, MeetingAttendance.user_id == row.alternate_for_id,
+        MeetingAttendance.present.is_(True), MeetingAttendance.capacity == "member")).first()
+    return stood_in_for is None
+
+
 def quorum_record(session: Session, submission: Submission, rules: CommitteeRules) -> QuorumRecord:
     rule = rules.full_board.quorum
     if submission.meeting_id is None:
@@ -266,7 +304,7 @@ def quorum_record(session: Session, submission: Submission, rules: CommitteeRule
     for row in rows:
         user = users[row.user_id]
         present.append(user.name)
-        if row.capacity != "member" or not user.active or not (roles_of(session, user) & eligible_roles):
+        if not sits_as_member(session, row) or not user.active or not (roles_of(session, user) & eligible_roles):
             continue
         if user.id in conflicted or user.id == submission.submitter_id:
             recused.append(user)
