@@ -468,8 +468,11 @@ def actor_may_vote(ctx: Context) -> str | None:
                                                               MeetingAttendance.user_id == ctx.actor.id)).scalars().first()
     if row is None or not row.present:
         return Reason(N_("you are not recorded as present at the meeting that considers this case"))
+    item_id = queries.current_item_id(ctx.session, submission)
+    if not queries.in_the_room(row, item_id):
+        return Reason(N_("you are recorded as out of the room for this agenda item"))
     if row.capacity == "alternate":
-        if not queries.sits_as_member(ctx.session, row):
+        if not queries.sits_as_member(ctx.session, row, item_id):
             return Reason(N_("you attend as an alternate and the member you sit for is present: an alternate votes "
                              "only in place of an absent member"))
         return None

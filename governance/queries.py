@@ -276,17 +276,28 @@ def open_meetings(session: Session) -> list[Meeting]:
                                 .order_by(Meeting.scheduled_for, Meeting.id)).scalars())
 
 
-def sits_as_member(session: Session, row: MeetingAttendance) -> bool:
-    """Whether a present attendee counts as a member of the meeting: a member does; an alternate does only while the
-    member they sit for is not present as a member; advisers and guests never do."""
+def in_the_room(row: MeetingAttendance, item_id: int | None = None) -> bool:
+    """Whether an attendee was there (for agenda item ``item_id``: not out of the room for it)."""
+    return row.present and (item_id is None or item_id not in (row.absent_for_items or []))
+
+
+def sits_as_member(session: Session, row: MeetingAttendance, item_id: int | None = None) -> bool:
+    """Whether an attendee counts as a member of the meeting (for agenda item ``item_id``): a member does; an
+    alternate does only while the member they sit for is not in the room as a member; advisers and guests never do."""
     if row.capacity == "member":
         return True
     if row.capacity != "alternate" or row.alternate_for_id is None:
         return False
-    stood_in_for = session.execute(select(MeetingAttendance.id).where(
+    stood_in_for = session.execute(select(MeetingAttendance).where(
         MeetingAttendance.meeting_id == row.meeting_id, MeetingAttendance.user_id == row.alternate_for_id,
-        MeetingAttendance.present.is_(True), MeetingAttendance.capacity == "member")).first()
-    return stood_in_for is None
+        MeetingAttendance.capacity == "member")).scalars().first()
+    return stood_in_for is None or not in_the_room(stood_in_for, item_id)
+
+
+def current_item_id(session: Session, submission: Submission) -> int | None:
+    """The id of the agenda item under which the case's meeting considers it now (None: not on an agenda)."""
+    item = agenda_item(session, submission)
+    return item.id if item is not None and item.meeting_id == submission.meeting_id else None
 
 
 def quorum_record(session: Session, submission: Submission, rules: CommitteeRules) -> QuorumRecord:
@@ -294,8 +305,10 @@ def quorum_record(session: Session, submission: Submission, rules: CommitteeRule
     if submission.meeting_id is None:
         return QuorumRecord(rule=rule.model_dump(), meeting_id=None, shortfalls=(Reason(N_("the case is not on a meeting agenda")),))
     meeting = session.get(Meeting, submission.meeting_id)
-    rows = session.execute(select(MeetingAttendance).where(MeetingAttendance.meeting_id == meeting.id,
-                                                           MeetingAttendance.present.is_(True))).scalars().all()
+    item_id = current_item_id(session, submission)
+    rows = [row for row in session.execute(select(MeetingAttendance).where(
+        MeetingAttendance.meeting_id == meeting.id, MeetingAttendance.present.is_(True))).scalars()
+        if in_the_room(row, item_id)]
     users = _user_map(session, {r.user_id for r in rows})
     conflicted = conflicted_user_ids(session, submission)
     eligible_roles = rules.eligible_roles(Pathway.FULL_BOARD.value)
@@ -304,7 +317,7 @@ def quorum_record(session: Session, submission: Submission, rules: CommitteeRule
     for row in rows:
         user = users[row.user_id]
         present.append(user.name)
-        if not sits_as_member(session, row) or not user.active or not (roles_of(session, user) & eligible_roles):
+        if not sits_as_member(session, row, item_id) or not user.active or not (roles_of(session, user) & eligible_roles):
             continue
         if user.id in conflicted or user.id == submission.submitter_id:
             recused.append(user)

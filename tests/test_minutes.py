@@ -17,7 +17,7 @@ from governance import queries
 from governance.committees import load_committee_rules
 from governance.db import get_db
 from governance.dossier import keys as signing_keys
-from governance.models import AgendaItem, Dossier, Event, utcnow
+from governance.models import AgendaItem, Dossier, Event, MeetingAttendance, utcnow
 from governance.operations import GovernanceError, TransitionRefused
 from governance.operations.dossiers import absolute_path, emit, emit_minutes
 from governance.operations.meetings import create_meeting, record_attendance, record_motion, set_meeting_status
@@ -81,6 +81,7 @@ def held(tmp_path_factory, sqlite_template):
     chair = factory.person("chair")
     alternate = factory.user("irb_member", email="alternate@test.hospital", name="Alma Alternate",
                              scientist=True, affiliated=False)
+    late = factory.user("irb_member", email="late@test.hospital", name="Leo Late")
     first, second = _board_case(factory), _board_case(factory)
     meeting = create_meeting(session, title="December board", scheduled_for=utcnow(),
                              location="Room 3", actor=chair)
@@ -89,6 +90,8 @@ def held(tmp_path_factory, sqlite_template):
     for case in (first, second):
         factory.fire(case, "schedule_meeting", chair, meeting=meeting.id)
     first_item, second_item = queries.agenda(session, meeting)
+    # Leo left before the second item
+    record_attendance(session, meeting, late, present=True, absent_for=[second_item], actor=chair)
     record_motion(session, first_item, motion=MOTION_1, moved_by=factory.person("board1"),
                   seconded_by=factory.person("board2"), actor=chair)
     record_motion(session, second_item, motion=MOTION_2, moved_by=factory.person("board3"),
@@ -96,7 +99,7 @@ def held(tmp_path_factory, sqlite_template):
     session.commit()
     # the first case: every member present votes to approve, the alternate in board5's place
     voters = [*factory.board[:5], alternate]
-    _vote(factory, first, voters, "approve")
+    _vote(factory, first, [*voters, late], "approve")
     factory.satisfy_blocking_obligations(first)
     factory.fire(first, "approve", chair)
     # the second: board1 is recused; the rest require revisions
@@ -134,12 +137,14 @@ def test_minutes_state_each_item_motion_tally_recusal_quorum_and_decision(held):
     text = held.text
     one, two = text.split(f"Case 项目 #{first}")[1].split(f"Case 项目 #{second}")
     assert MOTION_1 in one and "Moved by 动议人: Board1" in one and "Seconded by 附议人: Board2" in one
-    assert "Approve / 同意: 6" in one and "Quorum met / 达到法定人数" in one
+    assert "Approve / 同意: 7" in one and "Quorum met / 达到法定人数" in one
+    assert "Out of the room" not in one and "Out of the room 未在场 Leo Late" in two
     assert "Approval / 批准 (approved)" in one and "Recusals 回避 None. 无。" in one
     assert MOTION_2 in two and "Seconded by 附议人: Alma Alternate" in two
     assert "Require revisions / 要求修改: 5" in two and "Board1 recused / 回避: " + RECUSAL in two
     assert "Revisions required / 修改后再审 (revisions_required)" in two and REVISIONS in two
-    assert "Eligible members present 合格出席委员 (5)" in two  # board1 recused, the alternate counted
+    assert "Eligible members present 合格出席委员 (5)" in two  # board1 recused, Leo out, the alternate counted
+    assert "Leo Late" not in two.split("Eligible members present")[1].split("Non-scientists")[0]
 
 
 def test_minutes_verify_with_govern_dossier_verify_and_a_flipped_byte_fails(held, tmp_path):
@@ -204,6 +209,25 @@ def test_an_alternate_counts_only_in_place_of_an_absent_member(factory, session)
         record_attendance(session, meeting, alternate, present=True, capacity="alternate", actor=chair)
 
 
+def test_a_member_out_of_the_room_for_an_item_neither_counts_nor_votes_on_it(factory, session):
+    chair = factory.person("chair")
+    first, second = _board_case(factory), _board_case(factory)
+    meeting = factory.meeting()
+    for case in (first, second):
+        factory.fire(case, "schedule_meeting", chair, meeting=meeting.id)
+    _, second_item = queries.agenda(session, meeting)
+    late = factory.person("board2")
+    record_attendance(session, meeting, late, present=True, absent_for=[second_item], actor=chair)
+    session.commit()
+    rules = load_committee_rules(factory.settings.regulations_dir)
+    assert late in queries.quorum_record(session, first, rules).eligible_members
+    assert late not in queries.quorum_record(session, second, rules).eligible_members
+    factory.fire(second, "declare_conflict", late, has_conflict=False)
+    refusal = factory.refused(second, "vote", late, meaning="approve", password=PASSWORD)
+    assert refusal.guard == "actor_may_vote" and "out of the room" in refusal.reason
+    _vote(factory, first, [late], "approve")  # there for the first item
+
+
 def test_minutes_wait_for_the_meeting_to_close(factory, session):
     meeting = factory.meeting(present=[])
     with pytest.raises(GovernanceError, match="closed"):
@@ -253,8 +277,14 @@ def test_the_chair_builds_the_agenda_records_an_alternate_and_issues_minutes_on_
     [item] = session.execute(select(AgendaItem).where(AgendaItem.meeting_id == meeting.id)).scalars().all()
     present = [*factory.board[:5], alternate]
     form = {"present": [m.id for m in present], f"capacity-{alternate.id}": "alternate",
-            f"alternate-for-{alternate.id}": factory.person("board5").id}
+            f"alternate-for-{alternate.id}": factory.person("board5").id,
+            f"absent-for-{factory.person('board1').id}": [item.id]}
     assert client.post(f"/meetings/{meeting.id}/attendance", data=form).status_code == 303
+    rows = {r.user_id: r for r in session.execute(select(MeetingAttendance)
+                                                  .where(MeetingAttendance.meeting_id == meeting.id)).scalars()}
+    assert rows[alternate.id].capacity == "alternate"
+    assert rows[alternate.id].alternate_for_id == factory.person("board5").id
+    assert rows[factory.person("board1").id].absent_for_items == [item.id]
     assert client.post(f"/meetings/{meeting.id}/agenda/{item.id}/motion",
                        data={"motion": MOTION_1, "moved_by": factory.person("board1").id,
                              "seconded_by": alternate.id}).status_code == 303

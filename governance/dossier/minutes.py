@@ -67,6 +67,15 @@ def _recusals(session: Session, submission: Submission) -> list[dict[str, Any]]:
     return [{"name": people[row.user_id].name, "statement": row.statement} for row in conflicted]
 
 
+def _out_of_the_room(session: Session, meeting: Meeting, item) -> list[str]:
+    """Attendees present at the meeting but out of the room for this item (late arrival, early departure)."""
+    rows = session.execute(select(MeetingAttendance).where(MeetingAttendance.meeting_id == meeting.id,
+                                                           MeetingAttendance.present.is_(True))).scalars().all()
+    out = [row.user_id for row in rows if item.id in (row.absent_for_items or [])]
+    people = _names(session, set(out))
+    return sorted(people[user_id].name for user_id in out)
+
+
 def _item(session: Session, settings: Settings, meeting: Meeting, item, number: int) -> dict[str, Any]:
     submission = session.get(Submission, item.submission_id)
     deployment = session.get(Deployment, submission.deployment_id)
@@ -98,6 +107,7 @@ def _item(session: Session, settings: Settings, meeting: Meeting, item, number: 
         "tally": [{"meaning": m, "title": MEANING_TITLES.get(m, (m, m)), "count": counts[m]}
                   for m in MEANING_TITLES if counts[m]],
         "recusals": _recusals(session, submission),
+        "out_of_the_room": _out_of_the_room(session, meeting, item),
         "quorum": {key: quorum.get(key) for key in ("met", "present", "eligible", "recused", "non_scientists",
                                                      "external", "shortfalls", "rule")} if quorum else None,
         "decision": {"id": decision.id, "outcome": decision.outcome,

@@ -133,6 +133,9 @@ class MeetingAttendance(SQLModel, table=True):
     capacity: str = Field(default="member", max_length=10)
     #: The member an alternate sits for (NULL unless ``capacity`` is "alternate").
     alternate_for_id: int | None = Field(default=None, foreign_key="user_account.id")
+    #: Agenda items (ids) a present attendee was out of the room for (arrived late, left early, stepped out):
+    #: for those items they neither count to quorum nor vote.
+    absent_for_items: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     recorded_at: datetime = Field(default_factory=utcnow)
 
 

@@ -27,9 +27,11 @@ def create_meeting(session: Session, *, title: str, scheduled_for: datetime, loc
 
 
 def record_attendance(session: Session, meeting: Meeting, member: User, *, present: bool, capacity: str = "member",
-                      alternate_for: User | None = None, actor: User) -> MeetingAttendance:
+                      alternate_for: User | None = None, absent_for: list[AgendaItem] | tuple = (),
+                      actor: User) -> MeetingAttendance:
     """Who attended and in which capacity; an alternate names the member they sit for (and counts only while that
-    member is absent: see :func:`governance.queries.sits_as_member`)."""
+    member is absent: see :func:`governance.queries.sits_as_member`). ``absent_for``: the agenda items a present
+    attendee was out of the room for (late arrival, early departure)."""
     if meeting.status == "closed":
         raise GovernanceError(f"meeting {meeting.id} is closed")
     if capacity not in ATTENDANCE_CAPACITIES:
@@ -38,6 +40,8 @@ def record_attendance(session: Session, meeting: Meeting, member: User, *, prese
         raise GovernanceError("an alternate names the member they sit for, and only an alternate does")
     if alternate_for is not None and alternate_for.id == member.id:
         raise GovernanceError("an alternate sits for another member")
+    if any(item.meeting_id != meeting.id for item in absent_for):
+        raise GovernanceError(f"an attendee is out of the room only for items of meeting {meeting.id}")
     row = session.execute(select(MeetingAttendance).where(MeetingAttendance.meeting_id == meeting.id,
                                                           MeetingAttendance.user_id == member.id)).scalars().first()
     if row is None:
@@ -45,8 +49,11 @@ def record_attendance(session: Session, meeting: Meeting, member: User, *, prese
         session.add(row)
     row.present, row.capacity = present, capacity
     row.alternate_for_id = alternate_for.id if alternate_for is not None else None
+    row.absent_for_items = sorted(item.id for item in absent_for) if present else []
     session.flush()
     payload = {"meeting": meeting.id, "member": member.email, "present": present, "capacity": capacity}
+    if row.absent_for_items:
+        payload["out_of_the_room_for_cases"] = sorted(item.submission_id for item in absent_for)
     if alternate_for is not None:
         payload["alternate_for"] = alternate_for.email
     eventlog.append(session, "attendance_recorded", actor=actor, payload=payload)

@@ -145,6 +145,9 @@ def attendance(meeting_id: int):
     capacity = {member.id: request.form.get(f"capacity-{member.id}", "member") for member in members}
     sits_for = {member.id: by_id.get(request.form.get(f"alternate-for-{member.id}", type=int))
                 if capacity[member.id] == "alternate" else None for member in members}
+    items = {item.id: item for item in queries.agenda(session, found)}
+    out_for = {member.id: [items[i] for i in sorted(set(request.form.getlist(f"absent-for-{member.id}", type=int)))
+                           if i in items] for member in members}
     known = {row.user_id: row for row in session.execute(
         select(MeetingAttendance).where(MeetingAttendance.meeting_id == found.id)).scalars()}
     try:
@@ -154,13 +157,15 @@ def attendance(meeting_id: int):
             if row is None and not is_present:
                 continue
             alternate_for = sits_for[member.id]
+            absent_for = out_for[member.id] if is_present else []
             if (row is not None and row.present == is_present and row.capacity == capacity[member.id]
-                    and row.alternate_for_id == (alternate_for.id if alternate_for else None)):
+                    and row.alternate_for_id == (alternate_for.id if alternate_for else None)
+                    and sorted(row.absent_for_items or []) == [item.id for item in absent_for]):
                 continue
             if capacity[member.id] == "alternate" and alternate_for is None:
                 raise GovernanceError(_("%(name)s: choose the member the alternate sits for.", name=member.name))
             record_attendance(session, found, member, present=is_present, capacity=capacity[member.id],
-                              alternate_for=alternate_for, actor=me())
+                              alternate_for=alternate_for, absent_for=absent_for, actor=me())
     except GovernanceError as exc:
         session.rollback()
         flash(str(exc), "error")

@@ -1,7 +1,8 @@
 """meetings as committees run them: the agenda with motions, alternates, and signed minutes
 
 - ``agenda_item``: a case on a meeting's agenda for one round, in order, with the motion (moved, seconded).
-- ``meeting_attendance``: capacity 'alternate' and the member an alternate sits for.
+- ``meeting_attendance``: capacity 'alternate' and the member an alternate sits for; the agenda items a present
+  attendee was out of the room for (late arrival, early departure).
 - ``dossier``: gate 'minutes' and the meeting it is about (minutes belong to no single case). SQLite rebuilds the
   table (batch mode), which drops the append-only triggers: they are put back.
 
@@ -65,6 +66,7 @@ def upgrade() -> None:
 
     with op.batch_alter_table('meeting_attendance', schema=None) as batch_op:
         batch_op.add_column(sa.Column('alternate_for_id', sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column('absent_for_items', sa.JSON(), nullable=False, server_default='[]'))
         batch_op.create_foreign_key(batch_op.f('fk_meeting_attendance_alternate_for_id_user_account'), 'user_account',
                                     ['alternate_for_id'], ['id'])
         batch_op.drop_constraint(op.f('ck_meeting_attendance_capacity_valid'), type_='check')
@@ -107,6 +109,7 @@ def downgrade() -> None:
                                          _in('capacity', CAPACITIES_BEFORE))
         batch_op.drop_constraint(batch_op.f('fk_meeting_attendance_alternate_for_id_user_account'),
                                  type_='foreignkey')
+        batch_op.drop_column('absent_for_items')
         batch_op.drop_column('alternate_for_id')
 
     with op.batch_alter_table('agenda_item', schema=None) as batch_op:
