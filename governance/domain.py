@@ -156,6 +156,8 @@ class Gate(StrEnum):
     CONTINUING_REVIEW = "continuing_review"
     #: The decision letter to the submitter (rendered, signed and stored like a dossier).
     LETTER = "letter"
+    #: The minutes of a closed full-board meeting (about the meeting, not one case).
+    MINUTES = "minutes"
 
 
 class Severity(StrEnum):

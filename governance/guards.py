@@ -471,9 +471,34 @@ def actor_may_vote(ctx: Context) -> str | None:
                                                               MeetingAttendance.user_id == ctx.actor.id)).scalars().first()
     if row is None or not row.present:
         return Reason(N_("you are not recorded as present at the meeting that considers this case"))
+    item_id = queries.current_item_id(ctx.session, submission)
+    if not queries.in_the_room(row, item_id):
+        return Reason(N_("you are recorded as out of the room for this agenda item"))
+    if row.capacity == "alternate":
+        if not queries.sits_as_member(ctx.session, row, item_id):
+            return Reason(N_("you attend as an alternate and the member you sit for is present: an alternate votes "
+                             "only in place of an absent member"))
+        return None
     if row.capacity != "member":
         return Reason(N_("you attend as %(capacity)s: advisers and guests do not vote"),
                       capacity=_words(row.capacity))
+    return None
+
+
+@guard("on_an_open_agenda")
+def on_an_open_agenda(ctx: Context) -> str | None:
+    meeting = ctx.session.get(Meeting, ctx.submission.meeting_id) if ctx.submission.meeting_id else None
+    if meeting is None:
+        return Reason(N_("the case is not on a meeting agenda"))
+    if meeting.status == "closed":
+        return Reason(N_("meeting %(meeting)s is closed"), meeting=meeting.id)
+    return None
+
+
+@guard("no_votes_at_the_meeting")
+def no_votes_at_the_meeting(ctx: Context) -> str | None:
+    if any(v.meeting_id == ctx.submission.meeting_id for v in queries.votes_this_round(ctx.session, ctx.submission)):
+        return Reason(N_("members have voted on this case at the meeting: it stays on the agenda"))
     return None
 
 

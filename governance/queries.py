@@ -17,11 +17,11 @@ from .checklists import Checklist, checklist_for
 from .committees import CommitteeRules, threshold_met
 from .config import Settings
 from .documents.required import Requirement, load_document_types, requirements
-from .domain import N_, OPEN_STATES, ConditionStatus, Pathway, SubmissionKind, VoteMeaning
+from .domain import N_, OPEN_STATES, ConditionStatus, Pathway, SubmissionKind, SubmissionState, VoteMeaning
 from .errors import Reason
-from .models import (ApprovalCondition, Assignment, AuditRun, ChecklistDraft, ChecklistResponse, Classification,
-                     ConflictDeclaration, Decision, Deployment, Document, Event, Meeting, MeetingAttendance,
-                     ModelVersion, Submission, User, Vote)
+from .models import (AgendaItem, ApprovalCondition, Assignment, AuditRun, ChecklistDraft, ChecklistResponse,
+                     Classification, ConflictDeclaration, Decision, Deployment, Document, Event, Meeting,
+                     MeetingAttendance, ModelVersion, Submission, User, Vote)
 from .permissions import roles_of
 
 _MEMO = "governance.queries.memo"
@@ -318,13 +318,64 @@ def eligible_voters(session: Session, submission: Submission, rules: CommitteeRu
     return Voters(submission.pathway, quorum.eligible_members, quorum.recused_members, quorum)
 
 
+def agenda(session: Session, meeting: Meeting) -> list[AgendaItem]:
+    """The meeting's agenda in the chair's order."""
+    return list(session.execute(select(AgendaItem).where(AgendaItem.meeting_id == meeting.id)
+                                .order_by(AgendaItem.position, AgendaItem.id)).scalars())
+
+
+def agenda_item(session: Session, submission: Submission) -> AgendaItem | None:
+    """The agenda item of the case's current round (on whichever meeting it is)."""
+    return session.execute(select(AgendaItem).where(AgendaItem.submission_id == submission.id,
+                                                    AgendaItem.round == submission.round)).scalars().first()
+
+
+def ready_for_board(session: Session) -> list[Submission]:
+    """Full-board cases in review that no meeting considers yet: what the chair puts on an agenda."""
+    return list(session.execute(select(Submission).where(
+        Submission.state == SubmissionState.IN_REVIEW.value, Submission.pathway == Pathway.FULL_BOARD.value,
+        Submission.meeting_id.is_(None)).order_by(Submission.submitted_at, Submission.id)).scalars())
+
+
+def open_meetings(session: Session) -> list[Meeting]:
+    """Meetings a case can still be put on (not closed), soonest first."""
+    return list(session.execute(select(Meeting).where(Meeting.status != "closed")
+                                .order_by(Meeting.scheduled_for, Meeting.id)).scalars())
+
+
+def in_the_room(row: MeetingAttendance, item_id: int | None = None) -> bool:
+    """Whether an attendee was there (for agenda item ``item_id``: not out of the room for it)."""
+    return row.present and (item_id is None or item_id not in (row.absent_for_items or []))
+
+
+def sits_as_member(session: Session, row: MeetingAttendance, item_id: int | None = None) -> bool:
+    """Whether an attendee counts as a member of the meeting (for agenda item ``item_id``): a member does; an
+    alternate does only while the member they sit for is not in the room as a member; advisers and guests never do."""
+    if row.capacity == "member":
+        return True
+    if row.capacity != "alternate" or row.alternate_for_id is None:
+        return False
+    stood_in_for = session.execute(select(MeetingAttendance).where(
+        MeetingAttendance.meeting_id == row.meeting_id, MeetingAttendance.user_id == row.alternate_for_id,
+        MeetingAttendance.capacity == "member")).scalars().first()
+    return stood_in_for is None or not in_the_room(stood_in_for, item_id)
+
+
+def current_item_id(session: Session, submission: Submission) -> int | None:
+    """The id of the agenda item under which the case's meeting considers it now (None: not on an agenda)."""
+    item = agenda_item(session, submission)
+    return item.id if item is not None and item.meeting_id == submission.meeting_id else None
+
+
 def quorum_record(session: Session, submission: Submission, rules: CommitteeRules) -> QuorumRecord:
     rule = rules.full_board.quorum
     if submission.meeting_id is None:
         return QuorumRecord(rule=rule.model_dump(), meeting_id=None, shortfalls=(Reason(N_("the case is not on a meeting agenda")),))
     meeting = session.get(Meeting, submission.meeting_id)
-    rows = session.execute(select(MeetingAttendance).where(MeetingAttendance.meeting_id == meeting.id,
-                                                           MeetingAttendance.present.is_(True))).scalars().all()
+    item_id = current_item_id(session, submission)
+    rows = [row for row in session.execute(select(MeetingAttendance).where(
+        MeetingAttendance.meeting_id == meeting.id, MeetingAttendance.present.is_(True))).scalars()
+        if in_the_room(row, item_id)]
     users = _user_map(session, {r.user_id for r in rows})
     conflicted = conflicted_user_ids(session, submission)
     eligible_roles = rules.eligible_roles(Pathway.FULL_BOARD.value)
@@ -333,7 +384,7 @@ def quorum_record(session: Session, submission: Submission, rules: CommitteeRule
     for row in rows:
         user = users[row.user_id]
         present.append(user.name)
-        if row.capacity != "member" or not user.active or not (roles_of(session, user) & eligible_roles):
+        if not sits_as_member(session, row, item_id) or not user.active or not (roles_of(session, user) & eligible_roles):
             continue
         if user.id in conflicted or user.id == submission.submitter_id:
             recused.append(user)

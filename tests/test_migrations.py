@@ -45,7 +45,7 @@ def test_upgrade_downgrade_upgrade_and_no_drift(empty_database):
     assert _tables(empty_database) == set()
     migrate.upgrade(empty_database)
     migrate.check(empty_database)
-    assert migrate.current_heads(empty_database) == migrate.script_heads() == ["0016_notification_delivery"]
+    assert migrate.current_heads(empty_database) == migrate.script_heads() == ["0017_meeting_minutes"]
 
 
 def test_check_constraints_hold_in_the_database(empty_database):

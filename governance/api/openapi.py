@@ -74,7 +74,7 @@ def _event_data_schema() -> dict[str, Any]:
     """Every field any submission event takes, typed from the workflow's FieldSpecs (each event accepts only its
     own fields; the error names the ones it takes)."""
     kinds = {"text": {"type": "string"}, "textarea": {"type": "string"}, "email": {"type": "string"},
-             "password": {"type": "string"}, "bool": {"type": "boolean"}, "int": ID_SCHEMA,
+             "password": {"type": "string"}, "bool": {"type": "boolean"}, "int": ID_SCHEMA, "meeting": ID_SCHEMA,
              "date": {"type": "string", "format": "date"}, "json": {"type": "object"}}
     fields: dict[str, Any] = {}
     for transition in SUBMISSIONS.transitions:

@@ -12,11 +12,11 @@ from .. import digests
 from ..classification.descriptor import load_descriptor
 from ..db import get_session
 from ..domain import SubmissionKind, values
-from ..models import Deployment, Meeting, ModelVersion
+from ..models import ATTENDANCE_CAPACITIES, Deployment, Meeting, ModelVersion
 from ..operations import GovernanceError
 from ..operations.cases import add_model_version, open_submission, record_obligation_status, register_deployment
 from ..operations.meetings import create_meeting, record_attendance, set_meeting_status
-from .common import echo_json, transactional, user_by_email
+from .common import echo_json, settings, transactional, user_by_email
 
 
 def _get(model, ident: int, what: str):
@@ -114,16 +114,19 @@ def meeting_create(title: str, at: str, as_email: str) -> None:
 @meeting.command("attend")
 @click.argument("meeting_id", type=int)
 @click.option("--member", "members", multiple=True, required=True, help="E-mail; may be repeated.")
-@click.option("--capacity", type=click.Choice(["member", "adviser", "guest"]), default="member")
+@click.option("--capacity", type=click.Choice(ATTENDANCE_CAPACITIES), default="member")
+@click.option("--alternate-for", "alternate_for", help="E-mail of the member an alternate sits for.")
 @click.option("--absent", is_flag=True)
 @click.option("--as", "as_email", required=True)
 @transactional
-def meeting_attend(meeting_id: int, members: tuple[str, ...], capacity: str, absent: bool, as_email: str) -> None:
+def meeting_attend(meeting_id: int, members: tuple[str, ...], capacity: str, alternate_for: str | None, absent: bool,
+                   as_email: str) -> None:
     found = _get(Meeting, meeting_id, "meeting")
     actor = user_by_email(as_email)
+    sits_for = user_by_email(alternate_for) if alternate_for else None
     for email in members:
         record_attendance(get_session(), found, user_by_email(email), present=not absent, capacity=capacity,
-                          actor=actor)
+                          alternate_for=sits_for, actor=actor)
     click.echo(f"meeting {found.id}: attendance recorded for {len(members)} member(s)")
 
 
@@ -135,6 +138,19 @@ def meeting_attend(meeting_id: int, members: tuple[str, ...], capacity: str, abs
 def meeting_status(meeting_id: int, status: str, as_email: str) -> None:
     set_meeting_status(get_session(), _get(Meeting, meeting_id, "meeting"), status, actor=user_by_email(as_email))
     click.echo(f"meeting {meeting_id} {status}")
+
+
+@meeting.command("minutes")
+@click.argument("meeting_id", type=int)
+@click.option("--as", "as_email", help="E-mail of the person issuing them (recorded in the event).")
+@transactional
+def meeting_minutes(meeting_id: int, as_email: str | None) -> None:
+    """Write the signed minutes of a closed meeting (a new version each time; earlier ones are kept)."""
+    from ..operations.dossiers import absolute_path, emit_minutes
+
+    created = emit_minutes(get_session(), settings(), _get(Meeting, meeting_id, "meeting"),
+                           actor=user_by_email(as_email) if as_email else None)
+    click.echo(f"minutes {created.id}: {absolute_path(settings(), created)}")
 
 
 @click.group()

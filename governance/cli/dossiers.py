@@ -110,14 +110,15 @@ def dossier_list(submission_id: int | None, as_json: bool) -> None:
     query = select(Dossier).order_by(Dossier.id)
     if submission_id is not None:
         query = query.where(Dossier.submission_id == submission_id)
-    rows = [{"id": d.id, "submission": d.submission_id, "gate": d.gate, "path": str(absolute_path(settings(), d)),
+    rows = [{"id": d.id, "submission": d.submission_id, "meeting": d.meeting_id, "gate": d.gate, "path": str(absolute_path(settings(), d)),
              "sha256": d.sha256, "created_at": d.created_at.isoformat(), "pages": d.page_count,
              "signer_fingerprint": d.signer_fingerprint} for d in get_session().execute(query).scalars()]
     if as_json:
         echo_json(rows)
         return
     for r in rows:
-        click.echo(f"{r['id']:>4} submission {r['submission']:>4} {r['gate']:<18} {r['pages']:>3} pages "
+        about = f"meeting {r['meeting']:>7}" if r["submission"] is None else f"submission {r['submission']:>4}"
+        click.echo(f"{r['id']:>4} {about} {r['gate']:<18} {r['pages']:>3} pages "
                    f"{r['sha256'][:16]}…  {r['path']}")
 
 

@@ -99,8 +99,10 @@ def render(context: dict[str, Any], attachments: dict[str, bytes], reports_dir: 
     if box is None:
         raise ValueError(f"the template reserves no #{SIGNATURE_BOX_ID} for the visible signature")
     manifest = {"attachments": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(attachments.items())},
-                "submission": context["submission"]["id"], "gate": context["gate"],
+                "submission": (context.get("submission") or {}).get("id"), "gate": context["gate"],
                 "chain_head": context["chain"]["head"]}
+    if context.get("meeting"):  # minutes are about a meeting, not one case
+        manifest["meeting"] = context["meeting"]["id"]
 
     def finisher(_document, pdf) -> None:
         pdf.catalog[MANIFEST_KEY] = pydyf.String(json.dumps(manifest, sort_keys=True))

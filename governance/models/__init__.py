@@ -6,7 +6,7 @@ from .deployments import Deployment, ModelVersion
 from .documents import DOCUMENT_SUBJECTS, Document
 from .events import Event
 from .records import Dossier, Incident, Notification
-from .review import (ApprovalCondition, Assignment, ChecklistDraft, ChecklistResponse, Comment, ConflictDeclaration,
+from .review import (ATTENDANCE_CAPACITIES, AgendaItem, ApprovalCondition, Assignment, ChecklistDraft, ChecklistResponse, Comment, ConflictDeclaration,
                      Decision, Meeting,
                      MeetingAttendance, Vote)
 from .simulation import Interaction, LiveWatch, QuerySet, SimulationQuery, SimulationResult
@@ -14,8 +14,8 @@ from .submissions import Classification, ObligationStatus, Submission
 from .users import ApiToken, RoleAssignment, User
 
 __all__ = [
-    "NAMING_CONVENTION", "utcnow", "DOCUMENT_SUBJECTS",
-    "ApiToken", "ApprovalCondition", "Assignment", "AuditItemResult", "AuditRun", "ChecklistDraft", "ChecklistResponse", "Classification", "Comment",
+    "ATTENDANCE_CAPACITIES", "NAMING_CONVENTION", "utcnow", "DOCUMENT_SUBJECTS",
+    "AgendaItem", "ApiToken", "ApprovalCondition", "Assignment", "AuditItemResult", "AuditRun", "ChecklistDraft", "ChecklistResponse", "Classification", "Comment",
     "ConflictDeclaration", "Decision", "Deployment", "Document", "Dossier", "Event", "GraderValidation", "Incident", "Interaction",
     "LiveWatch", "Meeting", "MeetingAttendance", "ModelVersion", "Notification", "ObligationStatus", "QuerySet",
     "RoleAssignment", "SimulationQuery", "SimulationResult", "Submission", "User", "Vote",

@@ -16,12 +16,14 @@ class Dossier(SQLModel, table=True):
 
     __tablename__ = "dossier"
     __table_args__ = (in_enum("gate", Gate),
-                      CheckConstraint("submission_id IS NOT NULL OR deployment_id IS NOT NULL",
-                                      name="about_something"))
+                      CheckConstraint("submission_id IS NOT NULL OR deployment_id IS NOT NULL "
+                                      "OR meeting_id IS NOT NULL", name="about_something"))
 
     id: int | None = Field(default=None, primary_key=True)
     submission_id: int | None = Field(default=None, foreign_key="submission.id", index=True)
     deployment_id: int | None = Field(default=None, foreign_key="deployment.id", index=True)
+    #: The meeting whose minutes this is (gate "minutes"; no case of its own).
+    meeting_id: int | None = Field(default=None, foreign_key="meeting.id", index=True)
     gate: str = Field(max_length=30)
     #: Path relative to the instance folder.
     path: str = Field(sa_column=Column(String(500), unique=True, nullable=False))

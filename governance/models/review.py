@@ -112,10 +112,18 @@ class Meeting(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+#: The capacities in which someone attends a meeting: a member; an alternate sitting for a named member (counted
+#: only while that member is absent); an adviser (consultant) or guest, who inform but neither vote nor count.
+ATTENDANCE_CAPACITIES = ["member", "alternate", "adviser", "guest"]
+
+
 class MeetingAttendance(SQLModel, table=True):
     __tablename__ = "meeting_attendance"
     __table_args__ = (UniqueConstraint("meeting_id", "user_id", name="uq_meeting_attendance_member"),
-                      in_enum("capacity", ["member", "adviser", "guest"]))
+                      in_enum("capacity", ATTENDANCE_CAPACITIES),
+                      # an alternate always names the member they sit for, and only an alternate does
+                      CheckConstraint("(capacity = 'alternate') = (alternate_for_id IS NOT NULL)",
+                                      name="alternate_names_member"))
 
     id: int | None = Field(default=None, primary_key=True)
     meeting_id: int = Field(foreign_key="meeting.id", index=True)
@@ -123,7 +131,35 @@ class MeetingAttendance(SQLModel, table=True):
     present: bool = True
     #: Advisers and guests give information but do not vote or count to quorum.
     capacity: str = Field(default="member", max_length=10)
+    #: The member an alternate sits for (NULL unless ``capacity`` is "alternate").
+    alternate_for_id: int | None = Field(default=None, foreign_key="user_account.id")
+    #: Agenda items (ids) a present attendee was out of the room for (arrived late, left early, stepped out):
+    #: for those items they neither count to quorum nor vote.
+    absent_for_items: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     recorded_at: datetime = Field(default_factory=utcnow)
+
+
+class AgendaItem(SQLModel, table=True):
+    """A case on a meeting's agenda for one review round, in the chair's order, with the motion put on it.
+
+    ``Submission.meeting_id`` says which meeting considers the case now (quorum and votes read it); this row is the
+    meeting's own record of the item, kept after the case moves on (a deferral starts a new round)."""
+
+    __tablename__ = "agenda_item"
+    __table_args__ = (UniqueConstraint("meeting_id", "submission_id", "round", name="uq_agenda_item_case_round"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    meeting_id: int = Field(foreign_key="meeting.id", index=True)
+    submission_id: int = Field(foreign_key="submission.id", index=True)
+    round: int = 1
+    #: Order on the agenda (1 first).
+    position: int = 1
+    #: The motion put to the vote, as moved; empty until the chair records it.
+    motion: str = ""
+    moved_by_id: int | None = Field(default=None, foreign_key="user_account.id")
+    seconded_by_id: int | None = Field(default=None, foreign_key="user_account.id")
+    added_by_id: int | None = Field(default=None, foreign_key="user_account.id")
+    added_at: datetime = Field(default_factory=utcnow)
 
 
 class Vote(SQLModel, table=True):

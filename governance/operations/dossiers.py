@@ -6,7 +6,7 @@ import hashlib
 import re
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -16,12 +16,13 @@ from ..db import after_commit, make_session_factory
 from ..domain import SubmissionKind
 from ..dossier import context as dossier_context
 from ..dossier import letter as decision_letter
+from ..dossier import minutes as meeting_minutes
 from ..dossier.keys import fingerprint, load_certificate
 from ..dossier.render import render
 from ..dossier.signing import load_signer, sign
 from ..errors import GovernanceError
 from ..memory import cyclic_gc_paused
-from ..models import Dossier, Event, Submission, User, utcnow
+from ..models import Dossier, Event, Meeting, Submission, User, utcnow
 
 DOSSIER_DIR = "dossiers"
 #: Events that close a gate; each is documented by a signed dossier.
@@ -33,9 +34,19 @@ LETTER_EVENTS = {"approve", "approve_with_conditions", "require_revisions", "dis
 GATES = {"audit", "decision", "suspension", "continuing_review", "letter"}
 
 
+def _stamp() -> str:
+    return re.sub(r"[^0-9T]", "", utcnow().strftime("%Y%m%dT%H%M%S%f"))
+
+
 def _file_name(submission: Submission, gate: str, event_seq: int | None) -> str:
-    stamp = re.sub(r"[^0-9T]", "", utcnow().strftime("%Y%m%dT%H%M%S%f"))
-    return f"submission-{submission.id}/{gate}-e{event_seq or 0}-{stamp}.pdf"
+    return f"submission-{submission.id}/{gate}-e{event_seq or 0}-{_stamp()}.pdf"
+
+
+def _store(settings: Settings, relative: str, signed: bytes) -> None:
+    target = settings.instance_path / DOSSIER_DIR / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("xb") as handle:  # "x": a dossier file is never overwritten
+        handle.write(signed)
 
 
 def emit(session: Session, settings: Settings, submission: Submission, gate: str, *, event_seq: int | None = None,
@@ -63,10 +74,7 @@ def emit(session: Session, settings: Settings, submission: Submission, gate: str
         del attachments  # the evidence bytes are in the PDF now
         signed = sign(rendered.pdf, rendered.signature_box, settings, signer=signer, reason=reason)
     relative = _file_name(submission, gate, event_seq)
-    target = settings.instance_path / DOSSIER_DIR / relative
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("xb") as handle:  # "x": a dossier file is never overwritten
-        handle.write(signed)
+    _store(settings, relative, signed)
     certificate = load_certificate(settings)
     digest = hashlib.sha256(signed).hexdigest()
     run = queries.latest_audit(session, submission)
@@ -87,6 +95,44 @@ def emit(session: Session, settings: Settings, submission: Submission, gate: str
                         "signer_fingerprint": dossier.signer_fingerprint, "documents_event": event_seq,
                         "attachments": rendered.manifest["attachments"]})
     return dossier
+
+
+def emit_minutes(session: Session, settings: Settings, meeting: Meeting, *, actor: User | None) -> Dossier:
+    """Render and sign the minutes of a closed meeting from what was recorded (flushed; the caller commits). Issuing
+    them again writes a new version beside the earlier ones, never over them."""
+    if meeting.status not in meeting_minutes.MINUTES_STATUSES:
+        raise GovernanceError(f"meeting {meeting.id} is {meeting.status}: minutes are written once it is closed")
+    signer = load_signer(settings)
+    chain = anchor.verified_chain(session, settings)
+    context, attachments = meeting_minutes.build(session, settings, meeting, chain=chain)
+    rendered = render(context, attachments, settings.reports_dir, meeting_minutes.TEMPLATE)
+    signed = sign(rendered.pdf, rendered.signature_box, settings, signer=signer,
+                  reason=f"Ethics review committee minutes: meeting {meeting.id}")
+    relative = f"meeting-{meeting.id}/minutes-{_stamp()}.pdf"
+    _store(settings, relative, signed)
+    certificate = load_certificate(settings)
+    digest = hashlib.sha256(signed).hexdigest()
+    dossier = Dossier(meeting_id=meeting.id, gate="minutes", path=relative, sha256=digest, size=len(signed),
+                      signer_fingerprint=fingerprint(certificate),
+                      signer_subject=certificate.subject.rfc4514_string()[:300], page_count=rendered.pages,
+                      chain_head=chain["head"], created_by_id=actor.id if actor else None)
+    session.add(dossier)
+    session.flush()
+    dossier_ref = {"id": dossier.id, "sha256": digest, "path": relative}
+    after_commit(session, lambda: anchor.anchor_dossier(settings, dossier_ref, chain))
+    version = session.execute(select(func.count()).select_from(Dossier).where(
+        Dossier.meeting_id == meeting.id, Dossier.gate == "minutes")).scalar_one()
+    eventlog.append(session, "dossier_emitted", actor=actor, payload={
+        "dossier": dossier.id, "gate": "minutes", "meeting": meeting.id, "version": version, "sha256": digest,
+        "pages": rendered.pages, "signer_fingerprint": dossier.signer_fingerprint,
+        "items": [item["case"] for item in context["items"]], "attachments": rendered.manifest["attachments"]})
+    return dossier
+
+
+def minutes_of(session: Session, meeting: Meeting) -> list[Dossier]:
+    """The minutes issued for a meeting, first version first."""
+    return list(session.execute(select(Dossier).where(Dossier.meeting_id == meeting.id, Dossier.gate == "minutes")
+                                .order_by(Dossier.id)).scalars())
 
 
 def gate_of(event_name: str, kind: str) -> str:

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from .. import eventlog, jobs, queries
 from ..committees import load_committee_rules
 from ..domain import POSITIVE_VOTES, Pathway, Role, SubmissionKind, SuspensionCause, VoteMeaning
-from ..models import (Assignment, ChecklistDraft, ChecklistResponse, Classification, Comment, ConflictDeclaration, Decision, Incident,
+from ..models import (AgendaItem, Assignment, ChecklistDraft, ChecklistResponse, Classification, Comment, ConflictDeclaration, Decision, Incident,
                       Meeting, ModelVersion, User, Vote)
 from ..monitoring.policy import continuing_review_months, load_monitoring
 from ..notify import notify, people_with_roles, step_subject
@@ -305,9 +305,22 @@ def store_checklist_draft(ctx: Context) -> None:
 
 @effect("schedule_meeting")
 def schedule_meeting(ctx: Context) -> None:
+    """The case goes on the meeting's agenda, last; moved from another meeting's agenda, it leaves that one."""
     meeting = ctx.session.get(Meeting, ctx.data["meeting"])
-    ctx.submission.meeting_id = meeting.id
-    ctx.payload.update(meeting=meeting.id, meeting_title=meeting.title,
+    submission = ctx.submission
+    item = queries.agenda_item(ctx.session, submission)
+    if item is not None and item.meeting_id != meeting.id:
+        _drop_agenda_item(ctx, item)
+        ctx.payload["moved_from_meeting"] = item.meeting_id
+        item = None
+    if item is None:
+        item = AgendaItem(meeting_id=meeting.id, submission_id=submission.id, round=submission.round,
+                          position=len(queries.agenda(ctx.session, meeting)) + 1, added_by_id=ctx.actor.id,
+                          added_at=ctx.now)
+        ctx.session.add(item)
+    submission.meeting_id = meeting.id
+    ctx.session.flush()
+    ctx.payload.update(meeting=meeting.id, meeting_title=meeting.title, agenda_item=item.id, position=item.position,
                        scheduled_for=meeting.scheduled_for.isoformat(timespec="minutes"))
     _tell_of_hearing(ctx, meeting)
 
@@ -320,6 +333,25 @@ def _tell_of_hearing(ctx: Context, meeting: Meeting) -> None:
            kind="meeting_scheduled", subject=step_subject("meeting_scheduled", case=ctx.submission.id, when=when),
            body=" · ".join(t for t in (meeting.title, meeting.location) if t), link=_case_link(ctx),
            dedupe_key=f"meeting-scheduled:{ctx.submission.id}:{ctx.submission.round}:{meeting.id}", now=ctx.now)
+
+
+def _drop_agenda_item(ctx: Context, item: AgendaItem) -> None:
+    """Remove an item from its meeting's agenda and close the gap, so the order the chair set is kept."""
+    ctx.session.delete(item)
+    ctx.session.flush()
+    for position, rest in enumerate(queries.agenda(ctx.session, ctx.session.get(Meeting, item.meeting_id)), 1):
+        rest.position = position
+
+
+@effect("remove_from_agenda")
+def remove_from_agenda(ctx: Context) -> None:
+    meeting_id = ctx.submission.meeting_id
+    item = queries.agenda_item(ctx.session, ctx.submission)
+    if item is not None:
+        _drop_agenda_item(ctx, item)
+    ctx.submission.meeting_id = None
+    ctx.session.flush()
+    ctx.payload.update(meeting=meeting_id, agenda_item=item.id if item is not None else None)
 
 
 def signature_digest(submission_id: int, round_: int, weights_digest: str, meaning: str, signer: str,

@@ -75,7 +75,7 @@ def _coerce_field(spec: FieldSpec, raw: Any) -> Any:
         if isinstance(raw, str) and raw.lower() in {"true", "yes", "y", "on", "1", "false", "no", "n", "off", "0"}:
             return raw.lower() in {"true", "yes", "y", "on", "1"}
         raise ValueError("expected true or false")
-    if spec.kind == "int":
+    if spec.kind in {"int", "meeting"}:  # a meeting is named by its id
         if isinstance(raw, bool):
             raise ValueError("expected a whole number")
         try:

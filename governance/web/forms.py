@@ -13,7 +13,9 @@ from wtforms.validators import DataRequired, Email, InputRequired, Length, Optio
 from wtforms.fields.choices import SelectChoice
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from .. import queries
 from ..classification.descriptor import Descriptor
+from ..db import get_session
 from ..domain import Severity
 from ..schemas import LINE_MAX, NOTE_MAX, SHA256_PATTERN, IncidentIn, ModelVersionIn, SubmissionIn, max_length
 from ..workflow import SUBMISSIONS, FieldSpec, Transition
@@ -53,6 +55,12 @@ class ConfirmForm(FlaskForm):
     """A form with only its CSRF token (logout, actions without fields)."""
 
 
+def _open_meeting_choices() -> list[SelectChoice]:
+    """The meetings a case can be put on, read when the form is built or checked (the form class is cached)."""
+    return choose_first([(str(m.id), f"{m.title} — {m.scheduled_for:%Y-%m-%d %H:%M} UTC · {lazy_words(m.status)}")
+                         for m in queries.open_meetings(get_session())])
+
+
 def _field(spec: FieldSpec):
     """The form field of a declared one; its label and help, marked in :mod:`governance.workflow`, are translated
     when shown (lazily: the form class is built once, for every language)."""
@@ -72,6 +80,9 @@ def _field(spec: FieldSpec):
         return BooleanField(label, **kwargs)
     if spec.kind == "int":
         return IntegerField(label, validators=required, **kwargs)
+    if spec.kind == "meeting":  # chosen from the meetings still open, never typed as an id
+        return SelectField(label, choices=_open_meeting_choices,
+                           validators=[must_choose(label)] if spec.required else [Optional()], **kwargs)
     if spec.kind == "date":
         return DateField(label, validators=required, **kwargs)
     return StringField(label, validators=required + [Length(max=spec.limit or LINE_MAX)], **kwargs)

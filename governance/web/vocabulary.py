@@ -37,13 +37,13 @@ TERMS: frozenset[str] = frozenset({
     N_("queued"), N_("running"), N_("completed"), N_("error"), N_("failed"), N_("cancelled"),
     N_("pass"), N_("fail"), N_("inconclusive"), N_("second stage"), N_("reported"),
     N_("gate"),
-    N_("audit"), N_("decision"), N_("suspension"), N_("continuing review"), N_("letter"),
+    N_("audit"), N_("decision"), N_("suspension"), N_("continuing review"), N_("letter"), N_("minutes"),
     # notification kinds (beyond the above)
     N_("expiry"), N_("reinstatement"), N_("conflict correction"),
     N_("assignment"), N_("return"), N_("escalation"), N_("audit finished"), N_("meeting scheduled"),
     N_("condition due"),
     # meetings: statuses and capacities
-    N_("scheduled"), N_("in session"), N_("member"), N_("adviser"), N_("guest"),
+    N_("scheduled"), N_("in session"), N_("member"), N_("adviser"), N_("guest"), N_("alternate"),
     # obligations, API token scopes, source certainty
     N_("satisfied"), N_("not applicable"),
     N_("read"), N_("submit"),
@@ -90,7 +90,7 @@ TERMS: frozenset[str] = frozenset({
     N_("file"), N_("start screening"), N_("return to submitter"), N_("resubmit"), N_("accept"),
     N_("confirm classification"), N_("override classification"), N_("audit passed"), N_("audit failed"),
     N_("rerun audit"), N_("retry audit"), N_("escalate"), N_("assign reviewer"), N_("declare conflict"),
-    N_("correct conflict declaration"), N_("save checklist draft"), N_("answer checklist"), N_("schedule meeting"),
+    N_("correct conflict declaration"), N_("save checklist draft"), N_("answer checklist"), N_("schedule meeting"), N_("remove from agenda"),
     N_("vote"), N_("reconsider"),
     N_("withdraw"), N_("comment"),
     N_("activate"), N_("suspend"), N_("reinstate"), N_("renew"), N_("expire"), N_("retire"),

@@ -30,7 +30,7 @@ class FieldSpec:
 
     name: str
     label: str
-    kind: str = "text"  # text | textarea | choice | email | password | bool | int | date | json
+    kind: str = "text"  # text | textarea | choice | email | password | bool | int | meeting | date | json
     required: bool = True
     choices: tuple[str, ...] = ()
     secret: bool = False  # never written to the event log
@@ -220,7 +220,12 @@ SUBMISSION_TRANSITIONS: tuple[Transition, ...] = tuple([
            fields=(FieldSpec("answers", N_("Answers"), kind="json"),)),
     *_each(S.IN_REVIEW, "schedule_meeting", None, CHAIR, N_("Put on a full-board meeting agenda"),
            guards=("not_own_case", "actor_not_recused", "pathway_is_full_board", "meeting_is_open"),
-           effects=("schedule_meeting",), fields=(FieldSpec("meeting", N_("Meeting id"), kind="int"),)),
+           effects=("schedule_meeting",), fields=(FieldSpec("meeting", N_("Meeting"), kind="meeting"),)),
+    # taken off the agenda before anyone voted at that meeting (the meeting's record of the item goes too)
+    *_each(S.IN_REVIEW, "remove_from_agenda", None, CHAIR, N_("Take off the meeting agenda"),
+           guards=("not_own_case", "actor_not_recused", "pathway_is_full_board", "on_an_open_agenda",
+                   "no_votes_at_the_meeting"),
+           effects=("remove_from_agenda",)),
     *_each(S.IN_REVIEW, "vote", None, REVIEWERS, N_("Vote (electronic signature)"),
            guards=("not_own_case", "actor_may_vote", "actor_declared_no_conflict", "not_yet_voted",
                    "checklist_complete", "vote_consistent_with_audit", "signature_password_valid"),
