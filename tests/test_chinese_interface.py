@@ -327,7 +327,7 @@ def test_every_page_of_the_interface_is_chinese_for_a_chinese_reader(app, client
                 break
         if response.mimetype != "text/html":
             continue
-        if response.status_code != 200 and rule.endpoint != "review.dossier":
+        if response.status_code != 200 and "dossier_id" not in rule.arguments:  # no PDF rendered here: a 404 page
             unanswered.append(f"{path}: {response.status_code}")
             continue
         page = response.data.decode()
