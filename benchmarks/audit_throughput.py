@@ -324,6 +324,22 @@ def verdict_cost(results: Path, bank: Path) -> dict:
             "seconds_first": round(timings[0], 4)}
 
 
+def memory(arguments: argparse.Namespace, folder: Path) -> dict:
+    """govern's peak RSS auditing a bank of ``--memory-items`` items, and a quarter of that (flat = the same)."""
+    big = bank_file(arguments.memory_items, folder)
+    stub = Stub(0.0)
+    try:
+        run = govern(stub, big, 32, folder, "memory")
+        found = {"items": arguments.memory_items, "govern_peak_rss_mb": round(run["peak_rss_mb"], 1),
+                 "items_per_second": round(stub.stats()["items_per_second"], 1)}
+        small = bank_file(arguments.memory_items // 4, folder)
+        run_small = govern(stub, small, 32, folder, "memory-small")
+        found["govern_peak_rss_mb_at_quarter"] = round(run_small["peak_rss_mb"], 1)
+    finally:
+        stub.close()
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, default=12000)
@@ -333,10 +349,21 @@ def main() -> None:
     parser.add_argument("--lm-eval", dest="lm_eval", help="the lm_eval executable of a separate environment "
                                                           "(pip install 'lm-eval[api]'): adds it as a contender")
     parser.add_argument("--skip-memory", action="store_true", help="leave out the memory and start-up runs")
+    parser.add_argument("--memory-only", action="store_true",
+                        help="only govern's peak RSS at --memory-items and a quarter of it (memory does not depend on "
+                             "what else the machine runs; the rates do)")
     arguments = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="audit-bench-"))
     subprocess.run([str(ROOT / ".venv/bin/govern"), "init"], cwd=ROOT, env=_govern_env(folder), check=True,
                    capture_output=True)
+    if arguments.memory_only:
+        report = {"machine": machine(), "command": " ".join(["python", "benchmarks/audit_throughput.py",
+                                                             *sys.argv[1:]]), "memory": memory(arguments, folder)}
+        text = json.dumps(report, indent=2)
+        print(text)
+        if arguments.out:
+            arguments.out.write_text(text + "\n")
+        return
     bank = bank_file(arguments.items, folder)
     bodies = bodies_file(bank, folder)
     report = {"machine": machine(), "command": " ".join(["python", "benchmarks/audit_throughput.py", *sys.argv[1:]]),
@@ -354,17 +381,7 @@ def main() -> None:
         if arguments.out:
             arguments.out.write_text(text + "\n")
         return
-    big = bank_file(arguments.memory_items, folder)
-    stub = Stub(0.0)
-    try:
-        run = govern(stub, big, 32, folder, "memory")
-        report["memory"] = {"items": arguments.memory_items, "govern_peak_rss_mb": round(run["peak_rss_mb"], 1),
-                            "items_per_second": round(stub.stats()["items_per_second"], 1)}
-        small = bank_file(arguments.memory_items // 4, folder)
-        run_small = govern(stub, small, 32, folder, "memory-small")
-        report["memory"]["govern_peak_rss_mb_at_quarter"] = round(run_small["peak_rss_mb"], 1)
-    finally:
-        stub.close()
+    report["memory"] = memory(arguments, folder)
     report["start_up"] = start_up(bank_file(20, folder), folder, 5)
     report["verdict"] = verdict_cost(folder / "results-0.0-32-0.json", bank)
     text = json.dumps(report, indent=2)
