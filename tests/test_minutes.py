@@ -309,3 +309,19 @@ def test_the_chair_builds_the_agenda_records_an_alternate_and_issues_minutes_on_
     client.post("/logout")
     login(client, factory.person("submitter"))
     assert client.get(link).status_code == 403
+
+
+def test_a_closed_meeting_offers_no_attendance_form_its_operation_would_refuse(factory, client):
+    """Attendance is part of the record the minutes state: once the meeting is closed the page shows it read-only
+    instead of a button whose every use is refused."""
+    chair = factory.person("chair")
+    meeting = factory.meeting()
+    login(client, chair)
+    page = client.get(f"/meetings/{meeting.id}").get_data(as_text=True)
+    assert "Record attendance" in page and f'action="/meetings/{meeting.id}/attendance"' in page
+    client.post(f"/meetings/{meeting.id}/status", data={"status": "closed"})
+    page = client.get(f"/meetings/{meeting.id}").get_data(as_text=True)
+    assert "Record attendance" not in page and f'action="/meetings/{meeting.id}/attendance"' not in page
+    assert "The meeting is closed: its attendance is kept as recorded." in page
+    assert re.search(rf'name="present" value="{chair.id}" aria-label="{chair.name}" checked disabled', page)
+    assert f'action="/meetings/{meeting.id}/status"' in page  # the chair may still reopen it

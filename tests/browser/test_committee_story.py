@@ -306,6 +306,8 @@ def test_an_amendment_through_a_full_board_meeting_in_the_browser(browser: Brows
         attendance.get_by_label("Meeting status").select_option("closed")
         attendance.get_by_role("button", name="Set").click()
         expect(page.get_by_role("heading", level=1)).to_contain_text("closed")
+        expect(attendance).to_contain_text("The meeting is closed: its attendance is kept as recorded.")
+        expect(attendance.get_by_role("button", name="Record attendance")).to_have_count(0)
         page.get_by_role("button", name="Generate minutes").click()
         expect(flash(page)).to_have_text("Minutes signed and issued.", timeout=DOSSIER_TIMEOUT_MS)
         minutes = page.locator("#minutes li")
