@@ -27,15 +27,15 @@ pytestmark = pytest.mark.browser
 
 AUDIT_TIMEOUT_MS = 60_000
 DOSSIER_TIMEOUT_MS = 60_000  # the decision and the minutes are rendered and signed before the request answers
-DOCUMENT_NAME = "patient-information-sheet.pdf"
+DOCUMENT_NAME = "amendment-impact-assessment.pdf"
 
 
 def one_page_pdf(text: str) -> bytes:
     """A small valid one-page PDF showing ``text``, written out with its cross-reference table."""
     content = b"BT /F1 12 Tf 20 100 Td (" + text.encode("ascii") + b") Tj ET"
     objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-               b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 200] /Contents 4 0 R "
-               b"/Resources << /Font << /F1 5 0 R >> >> >>",
+               (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 200] /Contents 4 0 R "
+                b"/Resources << /Font << /F1 5 0 R >> >> >>"),
                b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
                b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
     out = bytearray(b"%PDF-1.7\n")
@@ -50,10 +50,12 @@ def one_page_pdf(text: str) -> bytes:
     return bytes(out)
 
 
-def pdf_text(path) -> str:
-    """The text of a PDF with its line breaks removed (long digests wrap across lines)."""
-    return subprocess.run(["pdftotext", "-raw", "-enc", "UTF-8", str(path), "-"], capture_output=True, text=True,
-                          check=True).stdout.replace("\n", "")
+def pdf_text(path) -> tuple[str, str]:
+    """The text of a PDF twice: its words one space apart (prose), and with its line breaks removed (long digests
+    wrap across lines)."""
+    raw = subprocess.run(["pdftotext", "-raw", "-enc", "UTF-8", str(path), "-"], capture_output=True, text=True,
+                         check=True).stdout
+    return " ".join(raw.split()), raw.replace("\n", "")
 
 
 def download(page: Page, link, folder):
@@ -82,7 +84,7 @@ def test_an_amendment_through_a_full_board_meeting_in_the_browser(browser: Brows
     external = f.user("irb_member", email="he.jun@test.hospital", name="He Jun", affiliated=False)
     absent = f.user("irb_member", email="lin.tao@test.hospital", name="Lin Tao")
     alternate = f.user("irb_member", email="guo.rui@test.hospital", name="Guo Rui")
-    document = one_page_pdf("Patient information sheet for the office assistant")
+    document = one_page_pdf("Impact assessment: opening the office assistant to patients")
     document_sha256 = hashlib.sha256(document).hexdigest()
     certificate = signing_keys.load_certificate(live_server.settings)
     problems: list[str] = []
@@ -130,15 +132,19 @@ def test_an_amendment_through_a_full_board_meeting_in_the_browser(browser: Brows
 
         # ... and attaches a document to the case
         documents = page.locator("#documents")
-        documents.get_by_label("Document type").select_option(index=0)
+        change_description = documents.locator(".required-documents li",
+                                               has_text="Description of the change and its impact assessment")
+        expect(change_description).to_contain_text("missing")
+        documents.get_by_label("Document type").select_option("change_description")
         documents.get_by_label("File").set_input_files(
             {"name": DOCUMENT_NAME, "mimeType": "application/pdf", "buffer": document})
-        documents.get_by_label("Note").fill("What patients are told before they use the assistant.")
+        documents.get_by_label("Note").fill("What changes for patients and the public, and the risks weighed.")
         documents.get_by_role("button", name="Attach").click()
         expect(flash(page)).to_have_text(f"{DOCUMENT_NAME} attached as version 1 (sha256 {document_sha256[:12]}).")
         row = page.locator("#documents tbody tr", has_text=DOCUMENT_NAME)
         expect(row.locator("code.digest")).to_have_attribute("title", document_sha256)
         expect(row.locator("code.digest")).to_have_text(f"{document_sha256[:12]}…")
+        expect(change_description).to_contain_text(f"present ({DOCUMENT_NAME}, v1)")
         screenshot(page, "amendment-case")
 
         # --- the chair screens it: a material change, for the full board ----------------------------------------
@@ -230,7 +236,7 @@ def test_an_amendment_through_a_full_board_meeting_in_the_browser(browser: Brows
             expect(page.locator(".signature-preview")).to_contain_text(f"signed by {member_user.name}")
             page.get_by_label("Meaning of your signature").select_option("approve")
             if number == 0:
-                page.get_by_label("Comment").fill("The information sheet tells patients a person answers urgent "
+                page.get_by_label("Comment").fill("The impact assessment tells patients a person answers urgent "
                                                   "questions.")
             page.get_by_label("Your password (electronic signature)").fill(PASSWORD)
             page.get_by_role("button", name="Sign and vote").click()
@@ -256,6 +262,7 @@ def test_an_amendment_through_a_full_board_meeting_in_the_browser(browser: Brows
         screenshot(page, "meeting-agenda")
 
         item.get_by_role("link", name=f"#{case_id} {case_title}").click()
+        expect(card(page, "Review")).to_contain_text("The impact assessment tells patients a person answers urgent")
         # opening it to the public brings obligations that block approval until they are met with evidence
         waiting = page.locator("#actions .action.refused", has=page.get_by_role(
             "button", name="Record decision: approved", exact=True)).locator(".refusal")
@@ -289,8 +296,9 @@ def test_an_amendment_through_a_full_board_meeting_in_the_browser(browser: Brows
         assert report.ok, report.failures
         embedded = {n: d for n, d in report.details["manifest"]["attachments"].items() if n.startswith("documents/")}
         assert list(embedded.values()) == [document_sha256] and DOCUMENT_NAME in next(iter(embedded))
-        text = pdf_text(path)
-        assert document_sha256 in text and DOCUMENT_NAME in text
+        _, unwrapped = pdf_text(path)  # the table of section 6 breaks the digest and the file name across lines
+        assert "6. Documents" in unwrapped and "present 已附" in unwrapped and DOCUMENT_NAME in unwrapped
+        assert f"{document_sha256}embedded as documents/" in unwrapped
 
         # the decision letter to the submitter
         letter_sha256 = gates.nth(2).locator("code.digest").inner_text().strip()
@@ -298,8 +306,10 @@ def test_an_amendment_through_a_full_board_meeting_in_the_browser(browser: Brows
         report = verified_offline(path, certificate, letter_sha256)
         assert report.ok, report.failures
         assert report.details["coverage"] == "ENTIRE_FILE" and report.details["trusted"]
-        text = pdf_text(path)
-        assert f"#{case_id}" in text and "approved" in text.lower()
+        prose, _ = pdf_text(path)
+        meeting_id = int(re.search(r"/meetings/(\d+)$", meeting_url).group(1))
+        for said in (f"Dear {owner.name},", f"has approved submission #{case_id}", f"meeting 会议 #{meeting_id}"):
+            assert said in prose, said
 
         page.goto(meeting_url)
         attendance = card(page, "Attendance")
@@ -318,10 +328,10 @@ def test_an_amendment_through_a_full_board_meeting_in_the_browser(browser: Brows
         report = verified_offline(path, certificate)
         assert report.ok, report.failures
         assert report.details["sha256"].startswith(shown) and report.details["trusted"]
-        text = pdf_text(path)
+        prose, _ = pdf_text(path)
         for said in (f"#{case_id}", primaries[0].name, primaries[1].name, absent.name, alternate.name,
-                     "To approve the amendment"):
-            assert said in text, said
+                     "To approve the amendment opening the assistant to patients and the public."):
+            assert said in prose, said
         screenshot(page, "meeting-minutes")
 
         # --- the deployment runs with the amended scope -------------------------------------------------------
