@@ -27,6 +27,7 @@ pytestmark = pytest.mark.browser
 
 AUDIT_TIMEOUT_MS = 60_000
 DOSSIER_TIMEOUT_MS = 60_000  # the decision and the minutes are rendered and signed before the request answers
+LIVE_TIMEOUT_MS = 20_000  # the meeting page asks for the quorum every 5 seconds
 DOCUMENT_NAME = "amendment-impact-assessment.pdf"
 
 
@@ -211,6 +212,9 @@ def test_an_amendment_through_a_full_board_meeting_in_the_browser(browser: Brows
             expect(card(page, "Assigned")).to_contain_text(reviewer.name)
         page.goto(case_url)
         expect(card(page, "Review")).to_contain_text(f"Assigned reviewers: {primaries[0].name}, {primaries[1].name}")
+        page.goto(meeting_url)  # the chair follows the votes on the meeting page's live indicator
+        item = page.locator("#agenda tbody tr", has_text=f"#{case_id} {case_title}")
+        expect(item.locator(".js-votes")).to_have_text("0 — ")
 
         # --- the primary reviewers declare, answer the checklist and sign; two more members vote without it ----
         for number, member_user in enumerate((*primaries, lay_member, alternate)):
@@ -248,10 +252,9 @@ def test_an_amendment_through_a_full_board_meeting_in_the_browser(browser: Brows
             member.close()
 
         # --- the chair records the motion and the decision, closes the meeting and issues the minutes ------------
-        page = irb.page
-        page.goto(meeting_url)
-        item = page.locator("#agenda tbody tr", has_text=f"#{case_id} {case_title}")
-        expect(item.locator(".js-votes")).to_contain_text("4 — approve 4")
+        page = irb.page  # not reloaded: the live indicator brings the votes, in the words the page uses
+        expect(item.locator(".js-votes")).to_have_text("4 — approve 4", timeout=LIVE_TIMEOUT_MS)
+        expect(item.locator(".quorum")).to_have_text("met")
         item.locator("summary", has_text="Record the motion").click()
         item.get_by_label("Motion").fill("To approve the amendment opening the assistant to patients and the public.")
         item.get_by_label("Moved by").select_option(label=primaries[0].name)
