@@ -27,14 +27,15 @@ _counter = itertools.count(1)
 
 
 class Factory:
-    def __init__(self, app, session):
+    def __init__(self, app, session, settings=None):
         self.app = app
         self.session = session
+        self._settings = settings  # the app's, unless a test sets up with others (inline audits for a live server)
         self._people: dict[str, User] = {}
 
     @property
     def settings(self):
-        return self.app.config["GOVERNANCE"]
+        return self._settings or self.app.config["GOVERNANCE"]
 
     # --- people -------------------------------------------------------------------------------------
     def user(self, *roles: str, email: str | None = None, name: str | None = None, scientist: bool = True,

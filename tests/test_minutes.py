@@ -309,3 +309,39 @@ def test_the_chair_builds_the_agenda_records_an_alternate_and_issues_minutes_on_
     client.post("/logout")
     login(client, factory.person("submitter"))
     assert client.get(link).status_code == 403
+
+
+def test_a_closed_meeting_offers_no_attendance_form_its_operation_would_refuse(factory, client):
+    """Attendance is part of the record the minutes state: once the meeting is closed the page shows it read-only
+    instead of a button whose every use is refused."""
+    chair = factory.person("chair")
+    meeting = factory.meeting()
+    login(client, chair)
+    page = client.get(f"/meetings/{meeting.id}").get_data(as_text=True)
+    assert "Record attendance" in page and f'action="/meetings/{meeting.id}/attendance"' in page
+    client.post(f"/meetings/{meeting.id}/status", data={"status": "closed"})
+    page = client.get(f"/meetings/{meeting.id}").get_data(as_text=True)
+    assert "Record attendance" not in page and f'action="/meetings/{meeting.id}/attendance"' not in page
+    assert "The meeting is closed: its attendance is kept as recorded." in page
+    assert re.search(rf'name="present" value="{chair.id}" aria-label="{chair.name}" checked disabled', page)
+    assert f'action="/meetings/{meeting.id}/status"' in page  # the chair may still reopen it
+
+
+def test_the_live_quorum_says_what_the_page_says_in_the_reader_s_language(factory, client):
+    """The live indicator replaces the quorum and votes cells with the words the server renders them with (not
+    symbols, not a bare count), and the shortfalls are translated like every other refusal."""
+    case = _board_case(factory)
+    meeting = factory.meeting(present=factory.board[:4])
+    factory.fire(case, "schedule_meeting", factory.person("chair"), meeting=meeting.id)
+    _vote(factory, case, factory.board[1:3], "approve")
+    login(client, factory.person("chair"))
+    for language, not_met, shortfall in (("en", "not met", "4 eligible members present, 5 needed"),
+                                         ("zh-CN", "未达到", "出席的有表决资格委员 4 名，需要 5 名")):
+        headers = {"Accept-Language": language}
+        page = client.get(f"/meetings/{meeting.id}", headers=headers).get_data(as_text=True)
+        [row] = client.get(f"/meetings/{meeting.id}/quorum.json", headers=headers).get_json()["agenda"]
+        assert row["quorum_label"] == not_met and shortfall in row["shortfall_text"]
+        assert row["votes_label"] == f"2 — {'approve' if language == 'en' else '同意'} 2"
+        assert f'<span class="quorum unmet">{not_met}</span>' in page
+        assert f'<div class="small js-shortfalls">{row["shortfall_text"]}</div>' in page
+        assert f'<td class="js-votes">{row["votes_label"]}</td>' in page

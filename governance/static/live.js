@@ -37,10 +37,13 @@
       data.agenda.forEach(function (row) {
         var tr = agenda.querySelector('tr[data-case="' + row.case + '"]');
         if (!tr) { return; }
+        // the same words the page was rendered with (the server says them in the reader's language)
         var cell = tr.querySelector(".js-quorum span");
-        if (cell) { cell.className = "quorum " + (row.met ? "met" : "unmet"); cell.textContent = row.met ? "✓" : "✗"; }
+        if (cell) { cell.className = "quorum " + (row.met ? "met" : "unmet"); cell.textContent = row.quorum_label; }
+        var shortfalls = tr.querySelector(".js-shortfalls");
+        if (shortfalls) { shortfalls.textContent = row.shortfall_text; }
         var votes = tr.querySelector(".js-votes");
-        if (votes) { votes.textContent = row.voted + " " + (agenda.dataset.votedLabel || "voted"); }
+        if (votes) { votes.textContent = row.votes_label; }
       });
     });
   }

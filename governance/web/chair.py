@@ -25,6 +25,7 @@ from .access import me, require_roles, roles
 from .actions import refusal_reason
 from .forms import MeetingForm
 from .listing import paginate
+from .vocabulary import say, words
 
 bp = Blueprint("chair", __name__)
 INTAKE_STATES = (SubmissionState.SUBMITTED, SubmissionState.SCREENING, SubmissionState.CLASSIFIED,
@@ -89,8 +90,18 @@ def _quorum_rows(session, meeting: Meeting) -> list[dict]:
             row.update(met=record["met"], eligible=record["eligible"], recused=record["recused"],
                        non_scientists=record["non_scientists"], external=record["external"],
                        shortfalls=record["shortfalls"], voted=votes.voted, counts=votes.counts)
+            row.update(_quorum_words(row))
         rows.append(row)
     return rows
+
+
+def _quorum_words(row: dict) -> dict[str, str]:
+    """An item's quorum and votes as the page says them, in the reader's language: the page renders them and the
+    live indicator (``quorum.json``) replaces them with the same words."""
+    return {"quorum_label": _("met") if row["met"] else _("not met"),
+            "shortfall_text": "; ".join(say(shortfall) for shortfall in row["shortfalls"]),
+            "votes_label": f"{row['voted']} — " + ", ".join(f"{words(meaning)} {n}"
+                                                           for meaning, n in row["counts"].items() if n)}
 
 
 def _meeting_or_404(session, meeting_id: int) -> Meeting:
@@ -128,8 +139,9 @@ def quorum(meeting_id: int):
         abort(404)
     return jsonify({"meeting": found.id, "status": found.status, "agenda": [
         {"case": row["case"].id, "met": row["met"], "eligible": len(row["eligible"]), "voted": row["voted"],
-         "shortfalls": row["shortfalls"], "counts": row["counts"]} for row in _quorum_rows(session, found)
-        if row["current"]]})
+         "shortfalls": row["shortfalls"], "counts": row["counts"], "quorum_label": row["quorum_label"],
+         "shortfall_text": row["shortfall_text"], "votes_label": row["votes_label"]}
+        for row in _quorum_rows(session, found) if row["current"]]})
 
 
 @bp.post("/meetings/<id:meeting_id>/attendance")

@@ -11,72 +11,20 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from governance.dossier import keys as signing_keys
 from governance.dossier.verify import verify
 
 from ..factories import PASSWORD
+from .actors import Actor, card, case_state, click_action, flash
 
 pytestmark = pytest.mark.browser
 
 WEIGHTS = hashlib.sha256(b"office-assistant v1.0 weights").hexdigest()
 AUDIT_TIMEOUT_MS = 60_000
 DOSSIER_TIMEOUT_MS = 60_000  # the decision request renders and signs its dossier before it answers
-
-
-class Actor:
-    """One person in their own browser context, signed in through the login page."""
-
-    def __init__(self, browser: Browser, base_url: str, user, problems: list[str]):
-        self.user = user
-        self.context: BrowserContext = browser.new_context(base_url=base_url, viewport={"width": 1280, "height": 800},
-                                                           accept_downloads=True)
-        self.context.set_default_timeout(15_000)
-        self.page: Page = self.context.new_page()
-        who = user.email
-        self.page.on("console", lambda m: problems.append(f"{who}: console {m.type}: {m.text}")
-                     if m.type == "error" else None)
-        self.page.on("pageerror", lambda e: problems.append(f"{who}: page error: {e}"))
-        self.page.on("response", lambda r: problems.append(f"{who}: HTTP {r.status} {r.request.method} {r.url}")
-                     if r.status >= 400 else None)
-
-    def login(self) -> Page:
-        page = self.page
-        page.goto("/")
-        expect(page).to_have_url(re.compile(r"/login"))
-        page.get_by_label("E-mail").fill(self.user.email)
-        page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
-        expect(page.get_by_role("heading", name="Dashboard", exact=True)).to_be_visible()
-        expect(page.locator(".session .who")).to_have_text(self.user.name)
-        return page
-
-    def nav(self, name: str) -> Page:
-        self.page.locator("nav.mainnav").get_by_role("link", name=name, exact=True).click()
-        return self.page
-
-    def close(self) -> None:
-        self.context.close()
-
-
-def flash(page: Page):
-    return page.locator(".flash")
-
-
-def card(page: Page, heading: str):
-    """The card whose heading is ``heading``."""
-    return page.locator("section.card").filter(has=page.get_by_role("heading", name=heading, exact=True))
-
-
-def case_state(page: Page):
-    return page.locator(".case-head .state")
-
-
-def click_action(page: Page, label: str) -> None:
-    """Press the button of one allowed transition on the case page."""
-    page.locator("#actions form.action").get_by_role("button", name=label, exact=True).click()
 
 
 def test_the_whole_review_story_in_the_browser(browser: Browser, live_server, live_factory, screenshot, tmp_path):
