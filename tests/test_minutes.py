@@ -345,3 +345,17 @@ def test_the_live_quorum_says_what_the_page_says_in_the_reader_s_language(factor
         assert f'<span class="quorum unmet">{not_met}</span>' in page
         assert f'<div class="small js-shortfalls">{row["shortfall_text"]}</div>' in page
         assert f'<td class="js-votes">{row["votes_label"]}</td>' in page
+
+
+def test_the_meeting_page_offers_taking_a_case_off_the_agenda_only_before_anyone_voted(factory, session, client):
+    chair = factory.person("chair")
+    meeting = factory.meeting()
+    cases = [_board_case(factory) for _ in range(2)]
+    for case in cases:
+        factory.fire(case, "schedule_meeting", chair, meeting=meeting.id)
+    _vote(factory, cases[0], [factory.person("board1")], "approve")
+    login(client, chair)
+    page = client.get(f"/meetings/{meeting.id}").get_data(as_text=True)
+    items = {i.submission_id: i.id for i in queries.agenda(session, meeting)}
+    assert f'/meetings/{meeting.id}/agenda/{items[cases[1].id]}/remove' in page
+    assert f'/meetings/{meeting.id}/agenda/{items[cases[0].id]}/remove' not in page  # refused once a vote is cast
