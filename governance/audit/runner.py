@@ -48,7 +48,7 @@ def item_digest(item: Item) -> str:
     return hashlib.sha256(canonical_line(item).encode("utf-8")).hexdigest()
 
 
-def score(item: Item, prompt: prompt_builder.Prompt, response: Response, *, stage: int = 1,
+def score(item: Item | Facts, prompt: prompt_builder.Prompt, response: Response, *, stage: int = 1,
           digest: str | None = None) -> dict[str, Any]:
     """One item's result: the prompt, the raw answer, the answer mapped back to the item's labels, correct,
     valid, refused, and who graded it."""
@@ -133,9 +133,32 @@ def apply_grader(rows: list[dict[str, Any]], items: dict[str, Item], grader: gra
                        judgement={**judged.as_dict(), "keyword": keyword})
 
 
-#: Items asked per pass of the backend: what is parsed, prompted and in flight at once stays this size however
-#: large the bank (a compact item set is read again chunk by chunk).
+#: Items parsed at once while the prompts are built: a compact item set (a large bank) is read again this many at
+#: a time, so its validated items are never all in memory; the prompts, small, are all built before the first
+#: request, so the backend is never idle between chunks.
 CHUNK = 4096
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What scoring reads of an item (see :func:`score`), kept for every item of a run instead of the item."""
+
+    item_id: str
+    dimension: str
+    item_type: str
+    answer: tuple[str, ...] | None
+    expected_behavior: str | None
+
+    @classmethod
+    def of(cls, item: Item) -> Facts:
+        return cls(item.item_id, item.dimension, item.item_type, tuple(item.answer) if item.answer else None,
+                   item.expected_behavior)
+
+
+def _chunks(asked: Sequence[Item], indices: list[int]) -> Iterator[list[Item]]:
+    for first in range(0, len(indices), CHUNK):
+        chosen = indices[first:first + CHUNK]
+        yield asked.take(chosen) if isinstance(asked, CompactItems) else [asked[index] for index in chosen]
 
 
 def execute(item_set: ItemSet, backend: Backend, store: Store, *, lang: str, seed: int, batch: int = 100,
@@ -147,22 +170,34 @@ def execute(item_set: ItemSet, backend: Backend, store: Store, *, lang: str, see
     (:class:`BackendError`): the rest is asked again when the run resumes, never scored as wrong."""
     asked = items if items is not None else item_set.items
     done = store.done_ids()
-    waiting = [index for index, item_id in enumerate(item_ids(asked)) if item_id not in done]
+    ids = item_ids(asked)
+    waiting = [index for index, item_id in enumerate(ids) if item_id not in done]
     total = len(asked)
     done_here = total - len(waiting)
     del done
     if on_progress:
         on_progress(done_here, total)
+    prompts: list[prompt_builder.Prompt] = []
+    digests: list[str] = []
+    facts: list[Facts] = []
+    for chunk in _chunks(asked, waiting):
+        for item in chunk:
+            prompts.append(prompt_builder.build(item, lang, seed, shuffle=shuffle))
+            digests.append(item_digest(item))
+            facts.append(Facts.of(item))
     pending: list[dict[str, Any]] = []
     started = time.perf_counter()
     completion_tokens = prompt_tokens = finished = 0
-    by_id: dict[str, Item] = {}
+    where = {item_id: index for index, item_id in enumerate(ids)} if grader is not None else {}
 
     def save(rows: list[dict[str, Any]]) -> None:
-        """Grade, then persist; if the judge is down, persist the exactly graded rows and stop."""
+        """Grade (the judged items read again for it), then persist; if the judge is down, persist the exactly
+        graded rows and stop."""
         try:
-            if grader is not None:
-                apply_grader(rows, by_id, grader, lang)
+            judged = [where[row["item_id"]] for row in rows
+                      if row["item_type"] in {"behavior", "open"}] if grader is not None else []
+            if judged:
+                apply_grader(rows, {item.item_id: item for item in next(_chunks(asked, judged))}, grader, lang)
         except BackendError:
             exact = [row for row in rows if row["item_type"] not in {"behavior", "open"}]
             if exact:
@@ -170,34 +205,27 @@ def execute(item_set: ItemSet, backend: Backend, store: Store, *, lang: str, see
             raise
         store.save(rows)
 
-    for first in range(0, len(waiting), CHUNK):
-        chosen = waiting[first:first + CHUNK]
-        todo = asked.take(chosen) if isinstance(asked, CompactItems) else [asked[index] for index in chosen]
-        prompts = [prompt_builder.build(item, lang, seed, shuffle=shuffle) for item in todo]
-        digests = [item_digest(item) for item in todo]
-        by_id = {item.item_id: item for item in todo}
-        for index, response in backend.stream(prompts):
-            if response.infrastructure:
-                if pending:
-                    save(pending)
-                raise BackendError(PLAIN_WORDS[response.infrastructure], response.infrastructure)
-            pending.append(score(todo[index], prompts[index], response, stage=stage, digest=digests[index]))
-            completion_tokens += response.completion_tokens
-            prompt_tokens += response.prompt_tokens
-            if len(pending) >= batch:
+    for index, response in backend.stream(prompts):
+        if response.infrastructure:
+            if pending:
                 save(pending)
-                finished += len(pending)
-                pending = []
-                if on_progress:
-                    on_progress(done_here + finished, total)
-                if store.cancelled():
-                    raise Cancelled(f"cancelled after {done_here + finished} of {total} items")
-        if pending:  # a chunk's last results are graded with the chunk's items
+            raise BackendError(PLAIN_WORDS[response.infrastructure], response.infrastructure)
+        pending.append(score(facts[index], prompts[index], response, stage=stage, digest=digests[index]))
+        completion_tokens += response.completion_tokens
+        prompt_tokens += response.prompt_tokens
+        if len(pending) >= batch:
             save(pending)
             finished += len(pending)
             pending = []
             if on_progress:
                 on_progress(done_here + finished, total)
+            if store.cancelled():
+                raise Cancelled(f"cancelled after {done_here + finished} of {total} items")
+    if pending:
+        save(pending)
+        finished += len(pending)
+        if on_progress:
+            on_progress(done_here + finished, total)
     return Throughput(finished, time.perf_counter() - started, completion_tokens, prompt_tokens)
 
 
