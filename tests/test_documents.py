@@ -22,24 +22,9 @@ from governance.models import Document, Event
 from governance.operations.documents import attach_document, document_bytes, documents_of, subject_of
 
 from .factories import PASSWORD
+from .support.pdfs import one_page_pdf
 
 MAX = 64 * 1024
-
-
-def _pdf() -> bytes:
-    """A one-page PDF, written out with its cross-reference table."""
-    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-               b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] >>"]
-    out = bytearray(b"%PDF-1.7\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
 
 
 def _image(fmt: str) -> bytes:
@@ -78,14 +63,14 @@ def _plain_zip() -> bytes:
     return out.getvalue()
 
 
-ACCEPTED = [("validation.pdf", _pdf, PDF), ("chart.png", lambda: _image("PNG"), PNG),
+ACCEPTED = [("validation.pdf", one_page_pdf, PDF), ("chart.png", lambda: _image("PNG"), PNG),
             ("photo.jpg", lambda: _image("JPEG"), JPEG), ("photo.JPEG", lambda: _image("JPEG"), JPEG),
             ("report.docx", _docx, DOCX), ("metrics.xlsx", _xlsx, XLSX),
             ("notes.txt", lambda: "验证说明 validation notes\n".encode(), TEXT)]
 REFUSED = [
     ("setup.exe renamed", "report.pdf", lambda: b"MZ\x90\x00\x03\x00\x00\x00" + bytes(range(256)) * 4,
      "the content is not one of the accepted types"),
-    ("a PDF named .docx", "report.docx", _pdf, "the name ends in '.docx' but the content is application/pdf"),
+    ("a PDF named .docx", "report.docx", one_page_pdf, "the name ends in '.docx' but the content is application/pdf"),
     ("a PNG named .pdf", "scan.pdf", lambda: _image("PNG"), "the name ends in '.pdf' but the content is image/png"),
     ("a zip that is no office document", "report.docx", _plain_zip, "not one of the accepted types"),
     ("text named .html", "page.html", lambda: b"<script>alert(1)</script>", "the name ends in '.html'"),
@@ -211,7 +196,7 @@ def test_upload_on_the_case_page_and_download(app, session, factory, case):
     page = client.get(f"/submissions/{case.id}")
     assert page.status_code == 200 and b'enctype="multipart/form-data"' in page.data
     assert b"Bias and fairness evaluation" in page.data and b"missing" in page.data  # required for a new case
-    data = _pdf()
+    data = one_page_pdf()
     upload = f"/submissions/{case.id}/documents"
     refused = client.post(upload, data={"doc_type": "bias_report", "file": (io.BytesIO(data), "bias.pdf")},
                           content_type="multipart/form-data")
@@ -313,7 +298,7 @@ def test_documents_in_an_s3_compatible_store(app, session, factory, case, object
                                         document_s3_secret_access_key="test")
     boto3.client("s3", endpoint_url=object_store, region_name="us-east-1", aws_access_key_id="test",
                  aws_secret_access_key="test").create_bucket(Bucket="irb-evidence")
-    data = _pdf()
+    data = one_page_pdf()
     document = attach_document(session, settings, case, doc_type="validation_report", filename="validation.pdf",
                                data=data, actor=factory.person("submitter"))
     session.commit()
@@ -358,7 +343,7 @@ def test_a_document_uploaded_to_a_case_appears_with_its_sha256_in_the_next_dossi
 
     settings = factory.settings
     signing_keys.init_keys(settings)
-    data = _pdf()
+    data = one_page_pdf()
     document = attach_document(session, settings, case, doc_type="bias_report", filename="bias-evaluation.pdf",
                                data=data, actor=factory.person("submitter"))
     notes = attach_document(session, settings, subject_of(session, case).deployment, doc_type="other",

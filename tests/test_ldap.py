@@ -33,6 +33,7 @@ from governance.operations.users import authenticate, find_user, is_directory_ac
 
 from .conftest import make_app
 from .factories import PASSWORD
+from .support.processes import stop as stop_process
 
 ldap3 = pytest.importorskip("ldap3", reason="ldap3 is not installed (pip install 'ldap3>=2.9')")
 
@@ -114,13 +115,7 @@ class Slapd:
         raise RuntimeError("slapd did not listen within 10 s")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         self.process = None
 
     @contextmanager

@@ -34,6 +34,7 @@ from governance.operations.users import authenticate, find_user, set_password
 
 from .conftest import make_app
 from .factories import PASSWORD
+from .support.processes import stop as stop_process
 
 requests = pytest.importorskip("requests")
 pytest.importorskip("authlib", reason="Authlib is not installed (pip install 'Authlib>=1.3,<2')")
@@ -113,13 +114,7 @@ class Provider:
         raise RuntimeError("the provider did not answer within 15 s")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         if self.process is not None:
             self.process.stderr.close()
         self.process = None

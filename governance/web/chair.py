@@ -190,9 +190,7 @@ def attendance(meeting_id: int):
 @require_roles(Role.IRB_CHAIR)
 def status(meeting_id: int):
     session = get_session()
-    found = session.get(Meeting, meeting_id)
-    if found is None:
-        abort(404)
+    found = _meeting_or_404(session, meeting_id)
     try:
         set_meeting_status(session, found, request.form.get("status", ""), actor=me())
     except GovernanceError as exc:

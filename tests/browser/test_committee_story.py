@@ -21,6 +21,7 @@ from governance.dossier import keys as signing_keys
 from governance.models import Deployment
 
 from ..factories import PASSWORD, Factory
+from ..support.pdfs import one_page_pdf
 from .actors import Actor, card, case_state, click_action, flash, verified_offline
 
 pytestmark = pytest.mark.browser
@@ -29,26 +30,6 @@ AUDIT_TIMEOUT_MS = 60_000
 DOSSIER_TIMEOUT_MS = 60_000  # the decision and the minutes are rendered and signed before the request answers
 LIVE_TIMEOUT_MS = 20_000  # the meeting page asks for the quorum every 5 seconds
 DOCUMENT_NAME = "amendment-impact-assessment.pdf"
-
-
-def one_page_pdf(text: str) -> bytes:
-    """A small valid one-page PDF showing ``text``, written out with its cross-reference table."""
-    content = b"BT /F1 12 Tf 20 100 Td (" + text.encode("ascii") + b") Tj ET"
-    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-               (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 200] /Contents 4 0 R "
-                b"/Resources << /Font << /F1 5 0 R >> >> >>"),
-               b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
-               b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
-    out = bytearray(b"%PDF-1.7\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
 
 
 def pdf_text(path) -> tuple[str, str]:
