@@ -71,3 +71,33 @@ def verified_offline(pdf, certificate, expected_sha256: str | None = None):
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(verify, pdf, [certificate], expected_sha256=expected_sha256).result()
+
+
+class Cast:
+    """The people of one story, as a context manager: ``cast(user)`` signs a person in, in their own browser
+    context; what went wrong on any of their pages is collected in ``problems``. If the story breaks, each person's
+    page is kept as a screenshot (``<prefix>-<name>``); every context is closed at the end."""
+
+    def __init__(self, browser: Browser, base_url: str, screenshot, prefix: str):
+        self.browser, self.base_url, self.screenshot, self.prefix = browser, base_url, screenshot, prefix
+        self.problems: list[str] = []
+        self.actors: list[Actor] = []
+
+    def __call__(self, user) -> Actor:
+        created = Actor(self.browser, self.base_url, user, self.problems)
+        self.actors.append(created)
+        created.login()
+        return created
+
+    def __enter__(self) -> Cast:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        try:
+            if kind is not None:  # where each person was when the story broke, for the test artefacts
+                for each in self.actors:
+                    if not each.page.is_closed():
+                        self.screenshot(each.page, f"{self.prefix}-{each.user.email.split('@')[0]}", docs=False)
+        finally:
+            for each in self.actors:
+                each.close()

@@ -22,7 +22,7 @@ from governance.models import Deployment
 
 from ..factories import PASSWORD, Factory
 from ..support.pdfs import one_page_pdf
-from .actors import Actor, card, case_state, click_action, flash, verified_offline
+from .actors import Cast, card, case_state, click_action, flash, verified_offline
 
 pytestmark = pytest.mark.browser
 
@@ -69,16 +69,7 @@ def test_an_amendment_through_a_full_board_meeting_in_the_browser(browser: Brows
     document = one_page_pdf("Impact assessment: opening the office assistant to patients")
     document_sha256 = hashlib.sha256(document).hexdigest()
     certificate = signing_keys.load_certificate(live_server.settings)
-    problems: list[str] = []
-    actors: list[Actor] = []
-
-    def actor(user) -> Actor:
-        created = Actor(browser, live_server.url, user, problems)
-        actors.append(created)
-        created.login()
-        return created
-
-    try:
+    with Cast(browser, live_server.url, screenshot, "failure-committee") as actor:
         # --- the owner proposes the amendment from the deployment's page ------------------------------------
         dev = actor(owner)
         page = dev.nav("Deployments")
@@ -329,14 +320,6 @@ def test_an_amendment_through_a_full_board_meeting_in_the_browser(browser: Brows
         expect(scope.locator("dt", has_text=re.compile(r"^users$")).locator("xpath=following-sibling::dd[1]")
                ).to_contain_text("patient")
         expect(page.get_by_role("link", name="Propose an amendment")).to_be_visible()
-    except BaseException:
-        for each in actors:  # where each person was when the story broke, for the test artefacts
-            if not each.page.is_closed():
-                screenshot(each.page, f"failure-committee-{each.user.email.split('@')[0]}", docs=False)
-        raise
-    finally:
-        for each in actors:
-            each.close()
 
-    assert not problems, "\n".join(problems)
+    assert not actor.problems, "\n".join(actor.problems)
     assert not live_server.errors, live_server.errors

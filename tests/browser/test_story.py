@@ -18,7 +18,7 @@ from governance.dossier import keys as signing_keys
 from governance.dossier.verify import verify
 
 from ..factories import PASSWORD
-from .actors import Actor, card, case_state, click_action, flash
+from .actors import Cast, card, case_state, click_action, flash
 
 pytestmark = pytest.mark.browser
 
@@ -36,16 +36,7 @@ def test_the_whole_review_story_in_the_browser(browser: Browser, live_server, li
     compliance = f.user("compliance_officer", email="liu.yang@test.hospital", name="Liu Yang", scientist=False)
     admin = f.user("admin", email="admin@test.hospital", name="Zhang Hua")
     clinician = f.user("clinician", email="huang.li@test.hospital", name="Huang Li")
-    problems: list[str] = []
-    actors: list[Actor] = []
-
-    def actor(user) -> Actor:
-        created = Actor(browser, live_server.url, user, problems)
-        actors.append(created)
-        created.login()
-        return created
-
-    try:
+    with Cast(browser, live_server.url, screenshot, "failure") as actor:
         # --- the submitter registers the deployment through the guided form ----------------------------
         dev = actor(submitter)
         page = dev.nav("Deployments")
@@ -293,14 +284,6 @@ def test_the_whole_review_story_in_the_browser(browser: Browser, live_server, li
         page = actor(clinician).page
         expect(page.get_by_text("No cases for you yet.")).to_be_visible()
         screenshot(page, "clinician-dashboard")
-    except BaseException:
-        for each in actors:  # where each person was when the story broke, for the test artefacts
-            if not each.page.is_closed():
-                screenshot(each.page, f"failure-{each.user.email.split('@')[0]}", docs=False)
-        raise
-    finally:
-        for each in actors:
-            each.close()
 
-    assert not problems, "\n".join(problems)
+    assert not actor.problems, "\n".join(actor.problems)
     assert not live_server.errors, live_server.errors
