@@ -38,6 +38,7 @@ import random
 import re
 import shutil
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -922,7 +923,9 @@ def main() -> None:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                     "processor": platform.processor() or platform.machine(), "python": platform.python_version(),
-                    "sqlalchemy": sa.__version__, "sqlite_library": sqlite3.sqlite_version},
+                    "sqlalchemy": sa.__version__, "sqlite_library": sqlite3.sqlite_version,
+                    "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                             text=True).stdout.strip() or "unknown"},
         "command": "python benchmarks/pages.py " + " ".join(sys.argv[1:]),
         "target": f"p95 under {TARGET_P95_MS} ms for the dashboard, the registry and a submission page",
         "dataset": {"submissions": arguments.submissions, "events": arguments.events,

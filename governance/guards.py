@@ -686,9 +686,8 @@ def incident_review_decided(ctx: Context) -> str | None:
     if pending:
         return Reason(N_("the incident review is not decided yet (case %(cases)s): the chair reinstates after the "
                          "committee's decision on continued use"), cases=", ".join(f"#{c.id}" for c in pending))
-    latest, outcome = reviews[-1] if reviews else (None, None)
-    if latest is not None and outcome not in {"approved", "approved_with_conditions"}:
-        return Reason(N_("the incident review (case #%(case)s) did not approve continued use"), case=latest.id)
+    if reviews and reviews[-1][1] not in {"approved", "approved_with_conditions"}:
+        return Reason(N_("the incident review (case #%(case)s) did not approve continued use"), case=reviews[-1][0].id)
     return None
 
 

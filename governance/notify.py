@@ -114,12 +114,6 @@ def step_of(kind: str, subject: str) -> tuple[str, dict[str, str]] | None:
     return None
 
 
-def step_subject_parts(kind: str, subject: str) -> tuple[str, dict[str, str]] | None:
-    """``(template, values)`` of a stored step subject, or None for any other notification."""
-    found = step_of(kind, subject)
-    return (STEP_SUBJECTS[found[0]], found[1]) if found else None
-
-
 def step_texts(kind: str, subject: str, gettext: Callable[[str], str],
                word: Callable[[str, str], str] | None = None) -> tuple[str, str]:
     """``(subject, explanation)`` of a notification in the language of ``gettext``: a review step's subject and

@@ -99,8 +99,7 @@ def may_attach_document(session: Session, user: User | None, deployment: Deploym
         return True
     if not roles_of(session, user) & DOCUMENT_ROLES:
         return False
-    return can_see(session, user, submission) if submission is not None else \
-        can_see_deployment(session, user, deployment)
+    return may_read_document(session, user, deployment, submission, incident)  # what they can see, incidents too
 
 
 def incident_visibility_clause(session: Session, user: User):

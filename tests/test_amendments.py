@@ -156,6 +156,7 @@ def test_a_later_version_change_is_compared_with_the_amended_scope(factory, sess
     change = factory.submission(kind="change", deployment=active, version=version)
     factory.drive(change, "classified")
     findings = queries.latest_classification(session, change).result["change"]["findings"]
+    assert findings, "the new version was compared with the approved one"
     assert "intended_use" not in {f["aspect"] for f in findings}
 
 

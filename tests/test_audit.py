@@ -557,3 +557,21 @@ def test_audit_run_of_a_bank_file_writes_every_result_with_its_prompt(tmp_path):
     assert written["metadata"]["item_set_digest"] == load_items(bank).digest
     assert written["metadata"]["results_digest"] == runner.results_digest(written["items"])
     _hand_computation(written)
+
+
+def test_a_judged_batch_larger_than_a_chunk_is_graded_whole(tmp_path, monkeypatch):
+    """The judge reads its items again for each saved batch: a batch spanning several chunks is graded in full."""
+    from governance.audit.graders import KeywordGrader
+    from governance.audit.items import load_items_compact, write_items
+
+    full = load_items("builtin")
+    path = tmp_path / "bank.jsonl"
+    write_items(list(full.items), path)
+    monkeypatch.setattr(runner, "CHUNK", 7)
+    store = runner.FileStore(tmp_path / "judged.json", {})
+    grader = KeywordGrader()
+    runner.execute(load_items_compact(path), DemoBackend("demo://good", full.items), store, lang="zh", seed=3,
+                   batch=500, grader=grader)
+    behaviour = [row for row in store.rows() if row["item_type"] == "behavior"]
+    assert len(store.rows()) == len(full) and len(behaviour) > 7
+    assert {row["grader"] for row in behaviour} == {grader.identity()}

@@ -325,6 +325,7 @@ def test_every_page_of_the_interface_is_chinese_for_a_chinese_reader(app, client
             response.close()
             if response.status_code == 200:
                 break
+        assert response.status_code < 500, f"{path}: {response.status_code}"
         if response.mimetype != "text/html":
             continue
         if response.status_code != 200 and "dossier_id" not in rule.arguments:  # no PDF rendered here: a 404 page

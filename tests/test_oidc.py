@@ -453,3 +453,12 @@ def base64url(data: bytes) -> str:
     import base64
 
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def test_every_refusal_of_a_provider_sign_in_has_its_own_message():
+    """The page says why for each refusal the operation can give (one message per reason, none by a catch-all)."""
+    from governance.operations.users import REFUSALS
+    from governance.web.auth import REFUSAL_MESSAGES
+
+    assert REFUSAL_MESSAGES.keys() == REFUSALS.keys()
+    assert len(set(REFUSAL_MESSAGES.values())) == len(REFUSAL_MESSAGES)

@@ -19,7 +19,7 @@ from ..errors import ConflictError, GovernanceError, NotPermitted, TransitionRef
 from ..eventlog import ConcurrentWriteError
 from ..operations.tokens import authenticate_token
 from ..permissions import roles_of
-from ..schemas import Strict
+from ..schemas import Strict  # noqa: F401  (re-exported to the API modules)
 from ..signing import SigningSession, attach
 from . import schemas
 

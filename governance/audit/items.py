@@ -366,6 +366,11 @@ def load_items_compact(path: Path | str) -> ItemSet:
     return ItemSet(CompactItems(path, spans, hashes, ids), str(path), digest.hexdigest())  # type: ignore[arg-type]
 
 
+def take(items: Sequence[Item], indices: Sequence[int]) -> list[Item]:
+    """The items at ``indices``, a compact set's read again in one pass over its file."""
+    return items.take(indices) if isinstance(items, CompactItems) else [items[index] for index in indices]
+
+
 def item_ids(items: Sequence[Item]) -> list[str]:
     """The ids of ``items`` without parsing a compact set again."""
     return list(items.ids) if isinstance(items, CompactItems) else [item.item_id for item in items]

@@ -22,7 +22,7 @@ from ..version import __version__ as tool_version
 from . import graders, refusal
 from . import prompts as prompt_builder
 from .backends import PLAIN_WORDS, Backend, BackendError, Response
-from .items import CompactItems, Item, ItemSet, canonical_line, item_ids
+from .items import Item, ItemSet, canonical_line, item_ids, take
 
 RESULT_COLUMNS = ("item_id", "item_digest", "stage", "dimension", "item_type", "gold", "answer", "correct", "valid",
                   "refused", "expected_behavior", "prompt", "raw_output", "grader", "judgement", "logprobs",
@@ -157,8 +157,7 @@ class Facts:
 
 def _chunks(asked: Sequence[Item], indices: list[int]) -> Iterator[list[Item]]:
     for first in range(0, len(indices), CHUNK):
-        chosen = indices[first:first + CHUNK]
-        yield asked.take(chosen) if isinstance(asked, CompactItems) else [asked[index] for index in chosen]
+        yield take(asked, indices[first:first + CHUNK])
 
 
 def execute(item_set: ItemSet, backend: Backend, store: Store, *, lang: str, seed: int, batch: int = 100,
@@ -197,7 +196,8 @@ def execute(item_set: ItemSet, backend: Backend, store: Store, *, lang: str, see
             judged = [where[row["item_id"]] for row in rows
                       if row["item_type"] in {"behavior", "open"}] if grader is not None else []
             if judged:
-                apply_grader(rows, {item.item_id: item for item in next(_chunks(asked, judged))}, grader, lang)
+                apply_grader(rows, {item.item_id: item for chunk in _chunks(asked, judged) for item in chunk},
+                             grader, lang)
         except BackendError:
             exact = [row for row in rows if row["item_type"] not in {"behavior", "open"}]
             if exact:
@@ -244,12 +244,6 @@ def canonical_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "grader": row.get("grader") or "exact", "judgement": row.get("judgement") or {},
                 "raw_output": row.get("raw_output") or "", "error": row.get("error") or ""}
     return [normal(row) for row in sorted(rows, key=lambda r: r["item_id"])]
-
-
-def full_items(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every stored field of every result, in item-id order (RESULTS.json keeps them all: prompt, raw answer,
-    parsed answer, grader and judgement), so any score can be re-checked from the file."""
-    return [{k: r.get(k) for k in RESULT_COLUMNS} for r in sorted(rows, key=lambda r: r["item_id"])]
 
 
 def reproducibility(backend_info: dict[str, Any], item_set: ItemSet, *, seed: int, lang: str,
@@ -376,8 +370,8 @@ _ITEMS_HOLE = "\0items\0"
 
 
 def write_results_atomically(path: Path, data: dict[str, Any], items: Iterable[dict[str, Any]]) -> None:
-    """RESULTS.json as :func:`write_json_atomically` writes it, with ``items`` streamed in under ``"items"`` one
-    result per line, so a large audit's results are never all in memory at once."""
+    """RESULTS.json: ``data`` as indented JSON, with ``items`` (every stored field of every result, in item-id
+    order) streamed in under ``"items"`` one result per line, so a large audit's results are never all in memory."""
     head, tail = json.dumps({**data, "items": _ITEMS_HOLE}, ensure_ascii=False, indent=2).split(
         json.dumps(_ITEMS_HOLE), 1)
     tmp = path.with_name(path.name + ".tmp")
@@ -386,12 +380,6 @@ def write_results_atomically(path: Path, data: dict[str, Any], items: Iterable[d
         for number, item in enumerate(items):
             handle.write(("\n    " if number == 0 else ",\n    ") + json.dumps(item, ensure_ascii=False))
         handle.write("\n  ]" + tail)
-    os.replace(tmp, path)
-
-
-def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2, sort_keys=False), encoding="utf-8")
     os.replace(tmp, path)
 
 

@@ -12,7 +12,7 @@ from .. import eventlog
 from ..languages import LOCALES
 from ..config import Settings
 from ..domain import AccountSource, NotificationDelivery, Role
-from ..models import Event, RoleAssignment, User
+from ..models import RoleAssignment, User
 from ..permissions import forget_roles, roles_of
 from ..security import check_password_strength, hash_password, needs_rehash, verify_dummy, verify_password
 from ..errors import GovernanceError

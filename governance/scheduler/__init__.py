@@ -153,21 +153,19 @@ def _conditions(session: Session, settings: Settings, report: TickReport) -> Non
             condition.reminded = True
             session.commit()
             done.append({"condition": condition.id, "reminded": True, "due_today": True})
-    for deployment in list(session.execute(select(Deployment).where(
-            Deployment.status == DeploymentStatus.ACTIVE)).scalars()):
+
+    def suspend(deployment: Deployment) -> None:
+        """Suspend for the overdue blocking conditions; the suspension's own effect tells the owner and the chair."""
         overdue = queries.overdue_blocking(session, deployment, today)
         if not overdue:
-            continue
+            return
         listed = "; ".join(f"{c.number}. {c.text[:120]} (due {c.due_date.isoformat()})" for c in overdue)
         fire(session, deployment, "suspend", None, {
             "reason": f"blocking condition(s) of the approval not met by their due date: {listed}",
             "cause": SuspensionCause.CONDITION_UNMET.value}, settings=settings, now=now)
-        notify(session, settings, [session.get(User, deployment.owner_id),
-                                   *people_with_roles(session, Role.IRB_CHAIR)], kind="suspended",
-               subject=f"{deployment.name} is suspended: a blocking condition of its approval is overdue",
-               body=listed, link=f"/deployments/{deployment.id}#conditions", now=now)
-        session.commit()
         done.append({"deployment": deployment.id, "suspended": [c.id for c in overdue]})
+
+    _each(session, select(Deployment).where(Deployment.status == DeploymentStatus.ACTIVE), report, suspend)
 
 
 def _remind_of_condition(session: Session, settings: Settings, condition: ApprovalCondition, dedupe_key: str,

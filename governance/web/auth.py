@@ -9,6 +9,7 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 
 from ..db import get_session
+from ..domain import N_
 from ..extensions import limiter
 from ..operations import oidc
 from ..operations.directory import DirectoryUnavailable, check_settings
@@ -95,8 +96,7 @@ def oidc_start():
     try:
         address, pending = oidc.begin(settings, redirect_uri)
     except oidc.ProviderUnavailable:  # logged with its cause
-        flash(_("Sign-in through %(provider)s is unavailable right now. Try again later or ask the administrator.",
-                provider=settings.oidc_display_name), "error")
+        _unavailable(settings.oidc_display_name)
         return redirect(url_for("auth.login"))
     session[PENDING_KEY] = {**pending, "next": _safe_next(request.args.get("next"))}
     return redirect(address)
@@ -113,8 +113,7 @@ def oidc_callback():
         identity = oidc.finish(settings, pending, request.args)
         user = oidc_sign_in(get_session(), settings, identity, source=sessions.address())
     except oidc.ProviderUnavailable:
-        flash(_("Sign-in through %(provider)s is unavailable right now. Try again later or ask the administrator.",
-                provider=settings.oidc_display_name), "error")
+        _unavailable(settings.oidc_display_name)
     except oidc.AnswerRefused:
         flash(_("Sign-in through %(provider)s did not complete. Start again from this page.",
                 provider=settings.oidc_display_name), "error")
@@ -131,16 +130,27 @@ def oidc_callback():
 oidc_callback.writes_on_get = True
 
 
+#: What the page says for each refusal of :data:`governance.operations.users.REFUSALS` (the same keys; a test keeps
+#: them equal), with the provider's name as ``%(provider)s``.
+REFUSAL_MESSAGES = {
+    "no_role": N_("%(provider)s signed you in, but none of your groups grants a role in this application. Ask the "
+                  "IRB office to have you added to a group that does."),
+    "deactivated": N_("Your account in this application is deactivated. Ask the administrator."),
+    "no_email": N_("%(provider)s did not send your e-mail address, which this application needs. Ask the "
+                   "administrator."),
+    "email_unverified": N_("%(provider)s has not verified your e-mail address, which an account of this application "
+                           "already uses. Ask the administrator."),
+    "email_taken": N_("Your e-mail address belongs to another account of this application. Ask the administrator."),
+}
+
+
 def _refusal(reason: str, provider: str) -> str:
-    if reason == "no_role":
-        return _("%(provider)s signed you in, but none of your groups grants a role in this application. Ask the "
-                 "IRB office to have you added to a group that does.", provider=provider)
-    if reason == "deactivated":
-        return _("Your account in this application is deactivated. Ask the administrator.")
-    if reason == "no_email":
-        return _("%(provider)s did not send your e-mail address, which this application needs. Ask the "
-                 "administrator.", provider=provider)
-    return _("Your e-mail address belongs to another account of this application. Ask the administrator.")
+    return _(REFUSAL_MESSAGES[reason], provider=provider)
+
+
+def _unavailable(provider: str) -> None:
+    flash(_("Sign-in through %(provider)s is unavailable right now. Try again later or ask the administrator.",
+            provider=provider), "error")
 
 
 @bp.post("/logout")

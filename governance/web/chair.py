@@ -115,9 +115,7 @@ def _meeting_or_404(session, meeting_id: int) -> Meeting:
 @require_roles(Role.IRB_CHAIR, Role.IRB_MEMBER, Role.ADMIN)
 def meeting(meeting_id: int):
     session = get_session()
-    found = session.get(Meeting, meeting_id)
-    if found is None:
-        abort(404)
+    found = _meeting_or_404(session, meeting_id)
     attendance = {row.user_id: row for row in session.execute(
         select(MeetingAttendance).where(MeetingAttendance.meeting_id == found.id)).scalars()}
     can_manage = Role.IRB_CHAIR in roles()
@@ -134,9 +132,7 @@ def meeting(meeting_id: int):
 def quorum(meeting_id: int):
     """The live quorum indicator (the page shows the same without JavaScript)."""
     session = get_session()
-    found = session.get(Meeting, meeting_id)
-    if found is None:
-        abort(404)
+    found = _meeting_or_404(session, meeting_id)
     return jsonify({"meeting": found.id, "status": found.status, "agenda": [
         {"case": row["case"].id, "met": row["met"], "eligible": len(row["eligible"]), "voted": row["voted"],
          "shortfalls": row["shortfalls"], "counts": row["counts"], "quorum_label": row["quorum_label"],
@@ -148,9 +144,7 @@ def quorum(meeting_id: int):
 @require_roles(Role.IRB_CHAIR)
 def attendance(meeting_id: int):
     session = get_session()
-    found = session.get(Meeting, meeting_id)
-    if found is None:
-        abort(404)
+    found = _meeting_or_404(session, meeting_id)
     members = _members(session)
     by_id = {member.id: member for member in members}
     present = set(request.form.getlist("present", type=int))
@@ -242,6 +236,7 @@ def agenda_remove(meeting_id: int, item_id: int):
         session.rollback()
         flash(_("Refused: %(reason)s", reason=refusal_reason(refusal)), "error")
     except GovernanceError as exc:
+        session.rollback()
         flash(str(exc), "error")
     else:
         flash(_("Case %(case)s is off the agenda.", case=case.id), "success")

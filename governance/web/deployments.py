@@ -166,9 +166,10 @@ def close_condition(deployment_id: int, condition_id: int, action: str):
     closing = meet_condition if action == "meet" else waive_condition
     try:
         closing(get_session(), condition, form.text.data, actor=me(), now=utcnow())
-    except NotPermitted as exc:
-        abort(403, str(exc))
+    except NotPermitted:
+        raise  # the app's handler: rolled back, 403
     except GovernanceError as exc:
+        get_session().rollback()
         flash(str(exc), "error")
         return redirect(back, code=303)
     flash(_("Condition %(number)s recorded as %(status)s.", number=condition.number, status=_(condition.status)),

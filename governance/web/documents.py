@@ -99,12 +99,14 @@ def attach_uploaded(record, back: str, form: DocumentForm | None = None):
     try:
         document = attach_document(session, settings, record, doc_type=form.doc_type.data,
                                    filename=upload.filename or "", data=data, actor=me(), note=form.note.data or "")
-    except NotPermitted as exc:
-        abort(403, description=str(exc))
+    except NotPermitted:
+        raise  # the app's handler: rolled back, 403
     except DocumentRefused as exc:
+        session.rollback()
         flash(_("%(file)s was not stored: %(reason)s", file=exc.filename, reason=say(exc.reason)), "error")
         return redirect(back, code=303)
     except GovernanceError as exc:
+        session.rollback()
         flash(str(exc), "error")
         return redirect(back, code=303)
     flash(_("%(file)s attached as version %(version)s (sha256 %(digest)s).", file=document.filename,

@@ -16,7 +16,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 from .. import queries
 from ..classification.descriptor import Descriptor
 from ..db import get_session
-from ..domain import Severity
+from ..domain import NotificationDelivery, Severity
 from ..schemas import LINE_MAX, NOTE_MAX, SHA256_PATTERN, IncidentIn, ModelVersionIn, SubmissionIn, max_length
 from ..workflow import SUBMISSIONS, FieldSpec, Transition
 from .vocabulary import lazy_words
@@ -432,10 +432,14 @@ class LanguageForm(FlaskForm):
                            choices=opts([("", _l("as my browser says")), ("en", "English"), ("zh_CN", "简体中文")]))
 
 
+#: How each way of delivering notification e-mails is offered (every value of the enum, in its order).
+DELIVERY_LABELS = {NotificationDelivery.IMMEDIATE: _l("one e-mail per notification, at once"),
+                   NotificationDelivery.DAILY: _l("one digest e-mail a day")}
+
+
 class DeliveryForm(FlaskForm):
     delivery = SelectField(_l("E-mail of my notifications"),
-                           choices=opts([("immediate", _l("one e-mail per notification, at once")),
-                                         ("daily", _l("one digest e-mail a day"))]))
+                           choices=opts([(d.value, DELIVERY_LABELS[d]) for d in NotificationDelivery]))
 
 
 class PasswordChangeForm(FlaskForm):
