@@ -364,9 +364,10 @@ def _record_signature_problem(record: dict[str, Any], certificates: dict[str, x5
     return None
 
 
-def verify(session: Session, settings: Settings, *, observe=None) -> AnchorReport:
+def verify(session: Session, settings: Settings, *, observe=None, workers: int = 1) -> AnchorReport:
     """One pass over the log: the chain, every checkpoint of every store and every dossier's recorded head
-    (``observe`` also sees every row, for the state replay)."""
+    (``observe`` also sees every row, for the state replay; ``workers``: processes that may hash the log, see
+    :func:`eventlog.verify_chain_marked`)."""
     stored, stores, unreadable = read_checkpoints(settings)
     certificates = trusted_certificates(settings)
     valid: list[StoredCheckpoint] = []
@@ -381,23 +382,11 @@ def verify(session: Session, settings: Settings, *, observe=None) -> AnchorRepor
         else:
             valid.append(item)
     dossiers = session.execute(select(Dossier.id, Dossier.chain_head, Dossier.sha256)).all()
-    wanted_seqs = {item.record["seq"] for item in valid}
-    wanted_heads = {row.chain_head for row in dossiers if row.chain_head}
-    at_seq: dict[int, tuple[str, int]] = {}
-    head_seq: dict[str, int] = {}
-    rows = 0
-
-    def look(event: Any) -> None:
-        nonlocal rows
-        rows += 1
-        if event.seq in wanted_seqs:
-            at_seq[event.seq] = (event.hash, rows)
-        if event.hash in wanted_heads:
-            head_seq[event.hash] = event.seq
-        if observe is not None:
-            observe(event)
-
-    chain = eventlog.verify_chain(session, observe=look)
+    wanted_seqs = frozenset(item.record["seq"] for item in valid)
+    wanted_heads = frozenset(row.chain_head for row in dossiers if row.chain_head)
+    chain, at_seq, head_seq = eventlog.verify_chain_marked(session, seqs=wanted_seqs, heads=wanted_heads,
+                                                           observe=observe, workers=workers)
+    rows = chain.rows
     report = AnchorReport(chain=chain, stores=stores, checkpoints=len(valid), dossiers=len(dossiers))
     for kind, message, detail in findings:
         report.add(kind, message, **detail)

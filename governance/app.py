@@ -9,9 +9,8 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import api, db, inputs, system, web
+from . import db
 from .config import load_settings, resolve_instance_path
-from .operations.engine import registry_problems
 
 
 def create_app(test_config: dict[str, Any] | None = None, *, require_secret: bool = True) -> Flask:
@@ -20,6 +19,24 @@ def create_app(test_config: dict[str, Any] | None = None, *, require_secret: boo
     ``require_secret`` is False only for CLI commands that must work before ``govern init`` wrote a key;
     serving the web app always checks it.
     """
+    from . import api, inputs, system, web
+    from .operations.engine import registry_problems
+
+    problems = registry_problems()
+    if problems:
+        raise RuntimeError("workflow table names unregistered guards or effects: " + "; ".join(problems))
+    system.assemble()
+    app = create_core_app(test_config, require_secret=require_secret)
+    inputs.init_app(app)
+    web.init_app(app)
+    api.init_app(app)
+    return app
+
+
+def create_core_app(test_config: dict[str, Any] | None = None, *, require_secret: bool = True) -> Flask:
+    """The settings and the database, without the job system, the pages and the API: the app of the commands that
+    read the event log and the instance (``govern log``), whose start-up then costs what they check rather than a
+    second of imports they never use. ``test_config`` and ``require_secret`` as for :func:`create_app`."""
     test_config = dict(test_config or {})
     instance = resolve_instance_path(test_config.pop("instance_path", None))
     flask_config = {k: v for k, v in test_config.items() if k.isupper()}
@@ -27,11 +44,6 @@ def create_app(test_config: dict[str, Any] | None = None, *, require_secret: boo
     settings = load_settings(instance, overrides)
     if require_secret:
         settings.require_secure_secret()
-    problems = registry_problems()
-    if problems:
-        raise RuntimeError("workflow table names unregistered guards or effects: " + "; ".join(problems))
-    system.assemble()
-
     app = Flask("governance", instance_path=str(instance), template_folder="web/templates", static_folder="static")
     app.url_map.converters["id"] = db.RowIdConverter
     app.config.update(
@@ -55,7 +67,4 @@ def create_app(test_config: dict[str, Any] | None = None, *, require_secret: boo
                                 x_host=settings.proxy_hops)
 
     db.init_app(app)
-    inputs.init_app(app)
-    web.init_app(app)
-    api.init_app(app)
     return app

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
+import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import select, text
+from sqlalchemy import Connection, create_engine, func, select, text
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import NullPool
 from sqlmodel import Session
 
 from .models import Event, ModelVersion, User, utcnow
@@ -160,7 +164,9 @@ class ChainRow(NamedTuple):
 
 
 _CHAIN_SQL = text("SELECT seq, occurred_at, actor_id, actor, submission_id, deployment_id, name, from_state, to_state, "
-                  "payload, prev_hash, hash FROM event WHERE seq > :after ORDER BY seq LIMIT :batch")
+                  "payload, prev_hash, hash FROM event WHERE seq > :after AND seq <= :upto ORDER BY seq LIMIT :batch")
+#: No upper bound on the sequence numbers read.
+_ALL = 2 ** 62
 
 
 def _hashed_moment(value: Any) -> str:
@@ -173,13 +179,14 @@ def _hashed_moment(value: Any) -> str:
     return format_timestamp(value)
 
 
-def chain_rows(session: Session, after: int = 0, batch: int = 5000) -> Iterator[ChainRow]:
-    """The log from ``after`` on, in sequence order, without SQLAlchemy's type processing (no datetime parsed and
-    formatted again, no ORM): the chain check costs little more than a bare driver loop."""
-    connection = session.connection()
+def chain_rows(session: Session | Connection, after: int = 0, batch: int = 5000,
+               upto: int = _ALL) -> Iterator[ChainRow]:
+    """The log after ``after`` (up to ``upto``), in sequence order, without SQLAlchemy's type processing (no datetime
+    parsed and formatted again, no ORM): the chain check costs little more than a bare driver loop."""
+    connection = session.connection() if isinstance(session, Session) else session
     last = after
     while True:
-        rows = connection.execute(_CHAIN_SQL, {"after": last, "batch": batch}).all()
+        rows = connection.execute(_CHAIN_SQL, {"after": last, "upto": upto, "batch": batch}).all()
         if not rows:
             return
         for (seq, moment, actor_id, actor, submission_id, deployment_id, name, from_state, to_state, payload,
@@ -188,6 +195,11 @@ def chain_rows(session: Session, after: int = 0, batch: int = 5000) -> Iterator[
                            from_state, to_state, json.loads(payload) if isinstance(payload, str) else payload,
                            prev_hash, digest)
         last = rows[-1][0]
+
+
+MISSING = "row {expected} is missing (next row is {seq})"
+RELINKED = "prev_hash does not match the previous row's hash (a row was removed or replaced)"
+CHANGED = "hash does not match the row's content (the row was changed)"
 
 
 def verify_chain(session: Session, *, start_seq: int = 0, start_hash: str = GENESIS_HASH,
@@ -208,11 +220,11 @@ def verify_chain(session: Session, *, start_seq: int = 0, start_hash: str = GENE
         if failure is not None:
             continue
         if event.seq != expected_seq:
-            failure = (expected_seq, f"row {expected_seq} is missing (next row is {event.seq})")
+            failure = (expected_seq, MISSING.format(expected=expected_seq, seq=event.seq))
         elif event.prev_hash != prev_hash:
-            failure = (event.seq, "prev_hash does not match the previous row's hash (a row was removed or replaced)")
+            failure = (event.seq, RELINKED)
         elif compute_hash(prev_hash, row_content(event)) != event.hash:
-            failure = (event.seq, "hash does not match the row's content (the row was changed)")
+            failure = (event.seq, CHANGED)
         if failure is not None:
             if observe is None:
                 return ChainReport(False, count, prev_hash, failure[0], failure[1], rows, last_seq)
@@ -223,6 +235,123 @@ def verify_chain(session: Session, *, start_seq: int = 0, start_hash: str = GENE
     if failure is not None:
         return ChainReport(False, count, prev_hash, failure[0], failure[1], rows, last_seq)
     return ChainReport(True, count, prev_hash, rows=rows, last_seq=last_seq)
+
+
+#: Below this many events the chain is checked in this process: starting others would cost more than it saves.
+PARALLEL_FROM = 20_000
+
+
+@dataclass
+class Stretch:
+    """One stretch of the log as a checker read it: its first row (checked against the stretch before it when they
+    are put together), the first row after that which does not follow from its predecessor, and the sequence numbers
+    and hashes it was asked to look out for (a checkpoint's, a dossier's head), with where each row was read."""
+    rows: int = 0
+    first: tuple[int, str, bool] | None = None  # seq, prev_hash, whether its own hash holds
+    last_seq: int = 0
+    last_hash: str = ""
+    failure: tuple[int, int, str, str] | None = None  # row in the stretch (1-based), seq, problem, head before it
+    at_seq: dict[int, tuple[str, int]] = field(default_factory=dict)  # wanted seq: (hash, row in the stretch)
+    head_seq: dict[str, int] = field(default_factory=dict)  # wanted hash: seq
+
+
+def check_stretch(source: Session | Connection, after: int, upto: int, seqs: frozenset[int] = frozenset(),
+                  heads: frozenset[str] = frozenset(), observe: Callable[[Any], None] | None = None) -> Stretch:
+    """Read the rows after ``after`` up to ``upto`` and check each against the one before it (the first is checked
+    when stretches are joined, see :func:`join_stretches`)."""
+    stretch = Stretch()
+    previous: ChainRow | None = None
+    for event in chain_rows(source, after=after, upto=upto):
+        stretch.rows += 1
+        if observe is not None:
+            observe(event)
+        if event.seq in seqs:
+            stretch.at_seq[event.seq] = (event.hash, stretch.rows)
+        if event.hash in heads:
+            stretch.head_seq[event.hash] = event.seq
+        if previous is None:
+            holds = compute_hash(event.prev_hash, row_content(event)) == event.hash
+            stretch.first = (event.seq, event.prev_hash, holds)
+        elif stretch.failure is None:
+            if event.seq != previous.seq + 1:
+                stretch.failure = (stretch.rows, previous.seq + 1,
+                                   MISSING.format(expected=previous.seq + 1, seq=event.seq), previous.hash)
+            elif event.prev_hash != previous.hash:
+                stretch.failure = (stretch.rows, event.seq, RELINKED, previous.hash)
+            elif compute_hash(previous.hash, row_content(event)) != event.hash:
+                stretch.failure = (stretch.rows, event.seq, CHANGED, previous.hash)
+        previous = event
+    if previous is not None:
+        stretch.last_seq, stretch.last_hash = previous.seq, previous.hash
+    return stretch
+
+
+def _check_stretch_apart(url: str, after: int, upto: int, seqs: frozenset[int], heads: frozenset[str]) -> Stretch:
+    """:func:`check_stretch` in another process, on its own connection."""
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            return check_stretch(connection, after, upto, seqs, heads)
+    finally:
+        engine.dispose()
+
+
+def join_stretches(stretches: list[Stretch], start_seq: int = 0,
+                   start_hash: str = GENESIS_HASH) -> tuple[ChainReport, dict[int, tuple[str, int]], dict[str, int]]:
+    """The chain report of consecutive stretches (as :func:`verify_chain` with ``observe`` would make it: the first
+    row that does not follow from its predecessor, every row counted), and where the wanted sequence numbers and
+    hashes were found (the row's position counted from the start)."""
+    expected, head, count, rows, last_seq = start_seq + 1, start_hash, 0, 0, start_seq
+    failure: tuple[int, str] | None = None
+    at_seq: dict[int, tuple[str, int]] = {}
+    head_seq: dict[str, int] = {}
+    for stretch in stretches:
+        if not stretch.rows:
+            continue
+        if failure is None:
+            seq, prev_hash, holds = stretch.first
+            if seq != expected:
+                failure = (expected, MISSING.format(expected=expected, seq=seq))
+            elif prev_hash != head:
+                failure = (seq, RELINKED)
+            elif not holds:
+                failure = (seq, CHANGED)
+            elif stretch.failure is not None:
+                position, broken, problem, before = stretch.failure
+                failure, count, head = (broken, problem), count + position - 1, before
+            else:
+                count, head, expected = count + stretch.rows, stretch.last_hash, stretch.last_seq + 1
+        at_seq.update({seq: (digest, rows + position) for seq, (digest, position) in stretch.at_seq.items()})
+        head_seq.update(stretch.head_seq)
+        rows, last_seq = rows + stretch.rows, stretch.last_seq
+    report = ChainReport(failure is None, count, head, failure[0] if failure else None,
+                         failure[1] if failure else "", rows, last_seq)
+    return report, at_seq, head_seq
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def verify_chain_marked(session: Session, *, seqs: frozenset[int] = frozenset(), heads: frozenset[str] = frozenset(),
+                        observe: Callable[[Any], None] | None = None,
+                        workers: int = 1) -> tuple[ChainReport, dict[int, tuple[str, int]], dict[str, int]]:
+    """The whole chain from the first event, read to its end, with where ``seqs`` and ``heads`` were found (see
+    :func:`join_stretches`). With ``workers`` > 1 and a large log in a database other processes can open, the log
+    is cut into that many stretches by sequence number, each hashed in a process of its own (forked: this one's
+    imports are reused) and the stretches joined here; ``observe`` (which must see every row in order) keeps the
+    check in this process."""
+    bind = session.get_bind()
+    last = session.execute(select(func.max(Event.seq))).scalar() or 0
+    in_memory = bind.dialect.name == "sqlite" and bind.url.database in (None, "", ":memory:")
+    if observe is not None or workers <= 1 or last < PARALLEL_FROM or in_memory:
+        return join_stretches([check_stretch(session, 0, _ALL, seqs, heads, observe)])
+    url = bind.url.render_as_string(hide_password=False)
+    bounds = [round(last * k / workers) for k in range(workers)] + [_ALL]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        stretches = list(pool.map(_check_stretch_apart, [url] * workers, bounds[:-1], bounds[1:],
+                                  [seqs] * workers, [heads] * workers))
+    return join_stretches(stretches)
 
 
 def events_for_run(session: Session, run: Any) -> list[Event]:

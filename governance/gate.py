@@ -33,6 +33,7 @@ from .audit.verdict import evaluate, second_stage_dimensions
 from .config import Settings
 from .db import make_session_factory
 from .domain import AuditStatus, Role, SubmissionKind, SubmissionState
+from .dossier import evidence
 from .errors import ConflictError, DataFileError
 from .models import AuditRun, ModelVersion, Submission, User, utcnow
 from .notify import notify, people_with_roles
@@ -197,6 +198,7 @@ def run_gate_audit(engine: Engine, settings: Settings, run_id: int, *, owner: st
             run.finished_at = utcnow()
             run.lease_owner, run.lease_expires_at = "", None
             session.commit()
+            evidence.seal_completed(settings, run, rows)  # every dossier of the run embeds it as sealed here
         except LeaseLost:
             session.rollback()
             log.warning("audit run %s: another runner took over; this one stops", run_id)

@@ -13,18 +13,20 @@ again; the audit resumes from its stored results, and a job runs at most once pe
 
 from __future__ import annotations
 
+import logging
 import os
 import smtplib
 import threading
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_shutdown, worker_ready
+from celery.signals import worker_init, worker_process_shutdown, worker_ready
 
 from . import jobs, system
 from .config import Settings, load_settings, resolve_instance_path
 from .db import make_engine
 
+log = logging.getLogger(__name__)
 celery = Celery("governance", set_as_current=False)
 system.assemble()
 
@@ -69,6 +71,16 @@ def _configure(sender: Celery, **_kwargs) -> None:
         broker_transport_options={"visibility_timeout": settings.job_visibility_timeout},
         task_ignore_result=True,
         beat_schedule=beat_schedule(settings))
+
+
+@worker_init.connect
+def _warm_up(**_kwargs) -> None:
+    """The dossier renderer and signer loaded once, before the pool forks: the first dossier of every worker process
+    then costs what the later ones do."""
+    from .dossier.render import warm_up
+
+    settings = load_settings(resolve_instance_path())
+    log.info("dossier renderer ready in %.2f s", warm_up(settings.reports_dir))
 
 
 @worker_process_shutdown.connect

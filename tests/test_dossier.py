@@ -229,16 +229,15 @@ def test_printed_hashes_match_the_attachments(signed):
 
 def test_a_manifest_that_disagrees_with_an_attachment_fails(factory, institution, session, monkeypatch):
     """A renderer bug that embeds other bytes than it printed is caught by the verifier."""
-    import weasyprint  # the renderer imports it when it renders (start-up stays light), so it is patched there
+    from governance.dossier import render as rendering
 
-    real = weasyprint.Attachment
+    real = rendering._embed
 
-    def swapped(*, string, name, description):
-        return real(string=b'{"tampered": true}' if name == "classification.json" else string, name=name,
-                    description=description)
+    def swapped(pdf, attachments, moment):
+        return real(pdf, {**attachments, "classification.json": b'{"tampered": true}'}, moment)
 
     case = factory.case_in("in_review")
-    monkeypatch.setattr(weasyprint, "Attachment", swapped)
+    monkeypatch.setattr(rendering, "_embed", swapped)
     dossier = emit(session, institution, case, "audit")
     session.commit()
     report = verify(absolute_path(institution, dossier), [signing_keys.load_certificate(institution)])

@@ -203,6 +203,7 @@ def test_group_grants_the_role_and_leaving_the_group_takes_it_away(app, client, 
 
     with slapd.admin() as conn:
         assert conn.modify(CHAIRS, {"member": [(ldap3.MODIFY_DELETE, [_dn("chair")])]}), conn.result
+        assert conn.modify(_dn("chair"), {"displayName": [(ldap3.MODIFY_REPLACE, ["Carla C. Chair"])]}), conn.result
     try:
         again = app.test_client()
         response = login(again, mail, password)
@@ -212,6 +213,12 @@ def test_group_grants_the_role_and_leaving_the_group_takes_it_away(app, client, 
         assert changed.actor_id is None and changed.actor == "system"
         assert changed.payload == {"user": mail, "added": [], "removed": ["irb_chair"], "source": "directory",
                                    "dn": _dn("chair")}
+        # the directory's new display name is the account's, and the change is in the log
+        assert find_user(session, mail).name == "Carla C. Chair"
+        renamed = events(session, "name_changed")[-1]
+        assert renamed.actor_id is None and renamed.payload == {"user": mail, "from": "Carla Chair",
+                                                                "to": "Carla C. Chair", "source": "directory",
+                                                                "dn": _dn("chair")}
         # the first session had the old roles: it ended with the change
         assert client.get("/").status_code == 302 and again.get("/").status_code == 200
         # the same groups again: nothing changes, no event
@@ -221,6 +228,7 @@ def test_group_grants_the_role_and_leaving_the_group_takes_it_away(app, client, 
     finally:
         with slapd.admin() as conn:
             conn.modify(CHAIRS, {"member": [(ldap3.MODIFY_ADD, [_dn("chair")])]})
+            conn.modify(_dn("chair"), {"displayName": [(ldap3.MODIFY_REPLACE, ["Carla Chair"])]})
 
 
 def test_directory_account_has_no_local_password(app, client, session):

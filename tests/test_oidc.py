@@ -216,10 +216,14 @@ def test_group_claim_grants_the_role_and_a_changed_claim_changes_it(app, client,
     assert changed.payload == {"user": "carla@test.hospital", "added": [], "removed": ["irb_chair"], "source": "oidc",
                                "issuer": provider.issuer, "subject": "carla"}
     assert find_user(session, user.email).name == "Carla C. Chair"
+    renamed = events(session, "name_changed")[-1]  # the name printed on votes and minutes changes in the log
+    assert renamed.actor_id is None and renamed.payload == {
+        "user": "carla@test.hospital", "from": "Carla Chair", "to": "Carla C. Chair", "source": "oidc",
+        "issuer": provider.issuer, "subject": "carla"}
     assert client.get("/").status_code == 302 and again.get("/").status_code == 200  # the older session ended
-    count = len(events(session, "roles_changed"))
+    count = len(events(session, "roles_changed")), len(events(session, "name_changed"))
     assert sign_in(app.test_client(), "carla").status_code == 302  # the same claims: no change, no event
-    assert len(events(session, "roles_changed")) == count
+    assert (len(events(session, "roles_changed")), len(events(session, "name_changed"))) == count
     # found by (iss, sub): one account, however often
     assert len(session.execute(select(User).where(User.oidc_subject == "carla")).all()) == 1
 

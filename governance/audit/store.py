@@ -74,12 +74,15 @@ class DatabaseStore:
             return bool(session.execute(select(AuditRun.cancel_requested).where(AuditRun.id == self.run_id)).scalar())
 
 
-def run_rows(factory, run_id: int) -> list[dict[str, Any]]:
-    """A run's item results in item-id order (statistics depend on the order: it is fixed)."""
+def run_rows(factory, run_id: int, *, failing: bool = False) -> list[dict[str, Any]]:
+    """A run's item results in item-id order (statistics depend on the order: it is fixed); with ``failing``, only
+    those not answered correctly (what a dossier prints, without reading the other 99%)."""
     columns = [AuditItemResult.__table__.c[name] for name in ROW_FIELDS]  # plain rows: no ORM identity map
+    query = select(*columns).where(AuditItemResult.run_id == run_id)
+    if failing:
+        query = query.where(AuditItemResult.correct.is_not(True))
     with factory() as session, cyclic_gc_paused():  # 100,000 rows: 1.3 s instead of 2.3 s
-        results = session.execute(select(*columns).where(AuditItemResult.run_id == run_id)
-                                  .order_by(AuditItemResult.item_id)).all()
+        results = session.execute(query.order_by(AuditItemResult.item_id)).all()
         return [dict(zip(ROW_FIELDS, r, strict=True)) for r in results]
 
 

@@ -62,6 +62,14 @@ COMMANDS = {
 }
 #: Commands that run without the server (no app, no database): the CI client.
 CLIENT_COMMANDS = frozenset({"submit"})
+#: Commands that read the event log and the instance only: the settings and the database, not the whole system.
+CORE_COMMANDS = frozenset({"log"})
+
+
+def _core_cli_app():
+    from ..app import create_core_app
+
+    return create_core_app(require_secret=False)
 
 
 def _cli_app():
@@ -94,7 +102,8 @@ class GovernGroup(click.Group):
         if ctx.obj is None and name not in CLIENT_COMMANDS:
             from flask.cli import ScriptInfo
 
-            ctx.obj = ScriptInfo(create_app=_cli_app, set_debug_flag=False, load_dotenv_defaults=False)
+            ctx.obj = ScriptInfo(create_app=_core_cli_app if name in CORE_COMMANDS else _cli_app, set_debug_flag=False,
+                                 load_dotenv_defaults=False)
         return name, command, rest
 
     def invoke(self, ctx: click.Context):

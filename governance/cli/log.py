@@ -50,7 +50,7 @@ def log_verify(check_state: bool, since_checkpoint: bool, as_json: bool) -> None
             from .. import replay
 
             replayed = replay.Replay()
-        anchored = anchor.verify(session, current, observe=replayed)
+        anchored = anchor.verify(session, current, observe=replayed, workers=eventlog.usable_cores())
         report = anchored.chain
         total = session.execute(select(func.count()).select_from(User)).scalar_one()
         audits = session.execute(select(AuditRun).where(AuditRun.status == "completed")

@@ -6,8 +6,6 @@ classification and the event-log slice, each as canonical JSON bytes whose sha25
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 from sqlalchemy import select
@@ -23,7 +21,8 @@ from ..documents.required import load_document_types
 from ..documents.storage import read_verified
 from ..models import (AuditRun, ChecklistResponse, Classification, ConflictDeclaration, Decision, Deployment, Incident,
                       ModelVersion, Submission, User, Vote, utcnow)
-from . import charts
+from . import charts, evidence
+from .evidence import Deflated, digests, json_bytes
 
 #: How many failing items the appendix lists (the rest are counted).
 #: Failing items printed in the appendix (all of them are in the attached audit-results.json), taken in turn from
@@ -35,11 +34,6 @@ GATE_TITLES = {"audit": ("Audit gate", "审计关口"), "decision": ("Decision g
 
 def _iso(moment) -> str | None:
     return eventlog.format_timestamp(moment)[:19].replace("T", " ") + " UTC" if moment else None
-
-
-def _json_bytes(value: Any) -> bytes:
-    """Compact JSON (the C encoder; an indented dump of a 12,000-item audit takes ten times as long)."""
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str).encode("utf-8")
 
 
 def item_texts(source: str, wanted: set[str]) -> dict[str, dict[str, str]]:
@@ -101,13 +95,15 @@ def failing_sample(failing: list[dict[str, Any]], limit: int) -> list[dict[str, 
     return chosen
 
 
-def _audit(session: Session, run: AuditRun | None) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+def _audit(session: Session, settings: Settings,
+           run: AuditRun | None) -> tuple[dict[str, Any] | None, Deflated | None]:
+    """The audit section, and the run's evidence as sealed when it completed (or sealed now)."""
     if run is None:
         return None, None
     summary = run.summary or {}
     dimensions = [{"code": code, **entry} for code, entry in (summary.get("dimensions") or {}).items() if entry["n"]]
-    results = run_rows(make_session_factory(session.get_bind()), run.id)
-    failing = [r for r in results if not r["correct"]]
+    factory = make_session_factory(session.get_bind())
+    failing = run_rows(factory, run.id, failing=True)
     sample = failing_sample(failing, FAILING_ITEMS_SHOWN)
     texts = item_texts(run.items_source, {r["item_id"] for r in sample})
     shown = [{"item_id": r["item_id"], "dimension": r["dimension"], "gold": "".join(r["gold"]),
@@ -145,11 +141,7 @@ def _audit(session: Session, run: AuditRun | None) -> tuple[dict[str, Any] | Non
         "chart_png": charts.accuracy_chart_png(dimensions) if dimensions else "",
         "error": run.error,
     }
-    evidence = {"audit_run": run.id, "policy": run.policy, "policy_digest": run.policy_digest, "plan": run.plan,
-                "operating_characteristics": run.operating_characteristics, "summary": summary,
-                "metadata": run.run_metadata, "verdict": run.verdict, "verdict_reasons": run.verdict_reasons,
-                "results_digest": run.results_digest, "items": results}
-    return audit, evidence
+    return audit, evidence.audit_results(settings, run, lambda: run_rows(factory, run.id))
 
 
 def _review(session: Session, settings: Settings, submission: Submission) -> dict[str, Any]:
@@ -256,15 +248,15 @@ def _documents(session: Session, settings: Settings,
                      "present": r.present} for r in required], embedded
 
 
-def build(session: Session, settings: Settings, submission: Submission, gate: str, *,
-          event_seq: int | None = None, chain: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, bytes]]:
+def build(session: Session, settings: Settings, submission: Submission, gate: str, *, event_seq: int | None = None,
+          chain: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, bytes | Deflated]]:
     """The template context and the evidence attachments (name -> bytes) of one dossier; ``chain``: the event
     log's check when the caller made it (see :func:`_events`)."""
     deployment = session.get(Deployment, submission.deployment_id)
     version = session.get(ModelVersion, submission.model_version_id)
     classification = _classification(session, submission)
     run = queries.latest_audit(session, submission)
-    audit, audit_evidence = _audit(session, run)
+    audit, audit_evidence = _audit(session, settings, run)
     review = _review(session, settings, submission)
     events, chain = _events(session, submission, chain)
     gate_event = next((e for e in events if e["seq"] == event_seq), events[-1] if events else None)
@@ -275,15 +267,15 @@ def build(session: Session, settings: Settings, submission: Submission, gate: st
     else:
         outcome = submission.state
     attachments = {
-        "classification.json": _json_bytes(classification["result"] if classification else {}),
-        "event-log.json": _json_bytes({"submission": submission.id, "events": events, "chain": chain}),
+        "classification.json": json_bytes(classification["result"] if classification else {}),
+        "event-log.json": json_bytes({"submission": submission.id, "events": events, "chain": chain}),
     }
     if audit_evidence is not None:
-        attachments["audit-results.json"] = _json_bytes(audit_evidence)
+        attachments[evidence.AUDIT_RESULTS] = audit_evidence
     documents, required_documents, embedded = _documents(session, settings, submission)
     attachments.update(embedded)
-    evidence = [{"name": name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-                for name, data in sorted(attachments.items())]
+    listed = [{"name": name, "sha256": digest, "bytes": size}
+              for name, (digest, size) in sorted(digests(attachments).items())]
     judged = submission.proposed_descriptor if submission.proposed_descriptor is not None else deployment.descriptor
     context = {
         "institution": {"en": settings.institution_name, "zh": settings.institution_name_zh},
@@ -305,7 +297,7 @@ def build(session: Session, settings: Settings, submission: Submission, gate: st
                     "endpoint": version.endpoint, "change_summary": version.change_summary,
                     "finetune_data_summary": version.finetune_data_summary},
         "classification": classification, "audit": audit, "review": review, "events": events, "chain": chain,
-        "gate_event": gate_event, "evidence": evidence, "documents": documents,
+        "gate_event": gate_event, "evidence": listed, "documents": documents,
         "required_documents": required_documents,
         "monitoring": _monitoring(session, deployment, submission) if gate == "continuing_review" else None,
     }

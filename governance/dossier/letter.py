@@ -16,7 +16,8 @@ from sqlmodel import Session
 from .. import obligations
 from ..config import Settings
 from ..models import Decision, Deployment, Event, ModelVersion, Submission, User, utcnow
-from .context import _iso, _json_bytes
+from .context import _iso
+from .evidence import json_bytes
 
 TEMPLATE = "letter.html"
 #: Outcomes a letter is written for (a deferral is not a decision the submitter must act on).
@@ -70,7 +71,7 @@ def build(session: Session, settings: Settings, submission: Submission, *, event
               "weights_digest": version.weights_digest, "event_seq": event_seq,
               "continuing_review_due": deployment.continuing_review_due.isoformat()
               if approved and deployment.continuing_review_due else None}
-    attachments = {"decision.json": _json_bytes(record)}
+    attachments = {"decision.json": json_bytes(record)}
     context = {
         "institution": {"en": settings.institution_name, "zh": settings.institution_name_zh},
         "letterhead": {"en": _points(settings.letterhead), "zh": _points(settings.letterhead_zh)},

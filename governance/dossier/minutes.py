@@ -21,7 +21,8 @@ from ..committees import load_committee_rules
 from ..config import Settings
 from ..models import (ConflictDeclaration, Decision, Deployment, Meeting, MeetingAttendance, ModelVersion, Submission,
                       User, Vote, utcnow)
-from .context import _iso, _json_bytes
+from .context import _iso
+from .evidence import json_bytes
 from .letter import OUTCOME_TITLES
 
 TEMPLATE = "minutes.html"
@@ -132,7 +133,7 @@ def build(session: Session, settings: Settings, meeting: Meeting, *,
                   for number, item in enumerate(queries.agenda(session, meeting), 1)],
         "chain_head": chain["head"],
     }
-    attachments = {"minutes.json": _json_bytes(record)}
+    attachments = {"minutes.json": json_bytes(record)}
     context = {
         **record,
         "institution": {"en": settings.institution_name, "zh": settings.institution_name_zh},

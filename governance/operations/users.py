@@ -252,8 +252,7 @@ def directory_sign_in(session: Session, settings: Settings, email: str, password
                            actor=None, source={"source": directory.SOURCE, "dn": answer.dn},
                            account_source=AccountSource.LDAP)
     else:
-        if answer.name and answer.name != user.name:
-            user.name = answer.name[:200]
+        _follow_name(session, user, answer.name, {"source": directory.SOURCE, "dn": answer.dn}, now)
         sync_directory_roles(session, user, roles, dn=answer.dn, remove=is_directory_account(session, user))
     user.failed_logins = 0
     user.locked_until = None
@@ -285,6 +284,18 @@ def _sync_roles(session: Session, user: User, roles: set[str], *, remove: bool, 
     forget_roles(user)
     eventlog.append(session, "roles_changed", actor=None, payload={
         "user": user.email, "added": added, "removed": removed, **provenance})
+
+
+def _follow_name(session: Session, user: User, name: str | None, provenance: dict, now: datetime | None) -> None:
+    """The name the directory or the provider gives the person, when it differs: a ``name_changed`` event with no
+    actor, naming where it came from (the name is printed on votes and minutes)."""
+    name = (name or "")[:200]
+    if not name or name == user.name:
+        return
+    before, user.name = user.name, name
+    session.flush()
+    eventlog.append(session, "name_changed", actor=None, occurred_at=now, payload={
+        "user": user.email, "from": before, "to": name, **provenance})
 
 
 def _refuse(session: Session, email: str, source: str, now: datetime | None, reason: str, dn: str) -> None:
@@ -363,8 +374,7 @@ def oidc_sign_in(session: Session, settings: Settings, identity: oidc.Identity, 
         session.flush()
         eventlog.append(session, "oidc_identity_linked", actor=None, occurred_at=now,
                         payload={"user": user.email, **provenance})
-    if identity.name and identity.name[:200] != user.name:
-        user.name = identity.name[:200]
+    _follow_name(session, user, identity.name, provenance, now)
     _sync_roles(session, user, roles, remove=user.source == AccountSource.OIDC, provenance=provenance)
     user.failed_logins = 0
     user.locked_until = None
