@@ -114,3 +114,22 @@ def test_without_a_secret_key_nothing_is_kept_and_the_evidence_is_still_whole(au
     sealed = evidence.audit_results(keyless, run, lambda: run_rows(make_session_factory(session.get_bind()), run.id))
     assert sealed.inflate() == _expected(session, run)
     assert _sealed_files(institution) == []
+
+
+def test_the_printed_items_are_found_by_id_in_the_bank_files_without_reading_every_line(tmp_path):
+    """Only exact ids match (``a-1`` is not ``a-10``), in any of the folder's files, spacing as JSON allows; an empty
+    file and ids the bank lacks are no error."""
+    from governance.audit.items import raw_records
+
+    (tmp_path / "a.jsonl").write_text("\n".join(json.dumps({"item_id": f"a-{n}", "stem": {"en": f"stem {n}",
+                                                                                          "zh": f"题干 {n}"}})
+                                                for n in range(1, 12)) + "\n", encoding="utf-8")
+    (tmp_path / "b.jsonl").write_text('{"stem": "spaced", "item_id" :  "b-1"}\n\n{"item_id":"b-2","stem":"tight"}',
+                                      encoding="utf-8")
+    (tmp_path / "empty.jsonl").write_text("")
+    found = raw_records(tmp_path, {"a-1", "a-11", "b-1", "b-2", "nowhere"})
+    assert sorted(found) == ["a-1", "a-11", "b-1", "b-2"]
+    assert found["a-1"]["stem"] == {"en": "stem 1", "zh": "题干 1"} and found["b-1"]["stem"] == "spaced"
+    assert found["b-2"]["stem"] == "tight"
+    assert raw_records(tmp_path / "a.jsonl", {"a-10"}) == {"a-10": {"item_id": "a-10", "stem": {"en": "stem 10",
+                                                                                                "zh": "题干 10"}}}

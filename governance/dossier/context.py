@@ -103,8 +103,10 @@ def _audit(session: Session, settings: Settings,
     summary = run.summary or {}
     dimensions = [{"code": code, **entry} for code, entry in (summary.get("dimensions") or {}).items() if entry["n"]]
     factory = make_session_factory(session.get_bind())
-    failing = run_rows(factory, run.id, failing=True)
-    sample = failing_sample(failing, FAILING_ITEMS_SHOWN)
+    failing = run_rows(factory, run.id, failing=True, fields=("item_id", "dimension"))
+    chosen = [r["item_id"] for r in failing_sample(failing, FAILING_ITEMS_SHOWN)]
+    whole = {r["item_id"]: r for r in run_rows(factory, run.id, item_ids=chosen)}
+    sample = [whole[item_id] for item_id in chosen]
     texts = item_texts(run.items_source, {r["item_id"] for r in sample})
     shown = [{"item_id": r["item_id"], "dimension": r["dimension"], "gold": "".join(r["gold"]),
               "answer": r["answer"] or (r["error"][:80] if r["error"] else "—"), "valid": r["valid"],
