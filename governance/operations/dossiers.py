@@ -18,7 +18,7 @@ from ..dossier import context as dossier_context
 from ..dossier import letter as decision_letter
 from ..dossier import minutes as meeting_minutes
 from ..dossier.keys import fingerprint, load_certificate
-from ..dossier.render import render
+from ..dossier.render import Rendered, render
 from ..dossier.signing import load_signer, sign
 from ..errors import GovernanceError
 from ..memory import cyclic_gc_paused
@@ -73,27 +73,34 @@ def emit(session: Session, settings: Settings, submission: Submission, gate: str
         rendered = render(context, attachments, settings.reports_dir, template)
         del attachments  # the evidence bytes are in the PDF now
         signed = sign(rendered.pdf, rendered.signature_box, settings, signer=signer, reason=reason)
-    relative = _file_name(submission, gate, event_seq)
-    _store(settings, relative, signed)
-    certificate = load_certificate(settings)
-    digest = hashlib.sha256(signed).hexdigest()
     run = queries.latest_audit(session, submission)
-    dossier = Dossier(submission_id=submission.id, deployment_id=submission.deployment_id, gate=gate, path=relative,
-                      sha256=digest, size=len(signed), signer_fingerprint=fingerprint(certificate),
-                      signer_subject=certificate.subject.rfc4514_string()[:300], audit_run_id=run.id if run else None,
-                      event_seq=event_seq, page_count=rendered.pages, chain_head=context["chain"]["head"],
-                      created_by_id=actor.id if actor else None)
-    session.add(dossier)
-    session.flush()
-    dossier_ref = {"id": dossier.id, "sha256": digest, "path": relative}
-    # The head the dossier prints, anchored outside the database too once the dossier's row is committed.
-    chain = context["chain"]
-    after_commit(session, lambda: anchor.anchor_dossier(settings, dossier_ref, chain))
+    dossier = _record(session, settings, Dossier(
+        submission_id=submission.id, deployment_id=submission.deployment_id, gate=gate, audit_run_id=run.id if run
+        else None, event_seq=event_seq), _file_name(submission, gate, event_seq), signed, rendered, context["chain"],
+        actor)
     eventlog.append(session, "dossier_emitted", actor=actor, submission_id=submission.id,
                     deployment_id=submission.deployment_id, payload={
-                        "dossier": dossier.id, "gate": gate, "sha256": digest, "pages": rendered.pages,
+                        "dossier": dossier.id, "gate": gate, "sha256": dossier.sha256, "pages": rendered.pages,
                         "signer_fingerprint": dossier.signer_fingerprint, "documents_event": event_seq,
                         "attachments": rendered.manifest["attachments"]})
+    return dossier
+
+
+def _record(session: Session, settings: Settings, dossier: Dossier, relative: str, signed: bytes, rendered: Rendered,
+            chain: dict, actor: User | None) -> Dossier:
+    """Store the signed file (never over another) and its row (what it is, the signer, the chain head it prints),
+    flushed; the head is anchored outside the database too once the row is committed."""
+    _store(settings, relative, signed)
+    certificate = load_certificate(settings)
+    dossier.path, dossier.sha256, dossier.size = relative, hashlib.sha256(signed).hexdigest(), len(signed)
+    dossier.signer_fingerprint = fingerprint(certificate)
+    dossier.signer_subject = certificate.subject.rfc4514_string()[:300]
+    dossier.page_count, dossier.chain_head = rendered.pages, chain["head"]
+    dossier.created_by_id = actor.id if actor else None
+    session.add(dossier)
+    session.flush()
+    reference = {"id": dossier.id, "sha256": dossier.sha256, "path": relative}
+    after_commit(session, lambda: anchor.anchor_dossier(settings, reference, chain))
     return dossier
 
 
@@ -108,22 +115,12 @@ def emit_minutes(session: Session, settings: Settings, meeting: Meeting, *, acto
     rendered = render(context, attachments, settings.reports_dir, meeting_minutes.TEMPLATE)
     signed = sign(rendered.pdf, rendered.signature_box, settings, signer=signer,
                   reason=f"Ethics review committee minutes: meeting {meeting.id}")
-    relative = f"meeting-{meeting.id}/minutes-{_stamp()}.pdf"
-    _store(settings, relative, signed)
-    certificate = load_certificate(settings)
-    digest = hashlib.sha256(signed).hexdigest()
-    dossier = Dossier(meeting_id=meeting.id, gate="minutes", path=relative, sha256=digest, size=len(signed),
-                      signer_fingerprint=fingerprint(certificate),
-                      signer_subject=certificate.subject.rfc4514_string()[:300], page_count=rendered.pages,
-                      chain_head=chain["head"], created_by_id=actor.id if actor else None)
-    session.add(dossier)
-    session.flush()
-    dossier_ref = {"id": dossier.id, "sha256": digest, "path": relative}
-    after_commit(session, lambda: anchor.anchor_dossier(settings, dossier_ref, chain))
+    dossier = _record(session, settings, Dossier(meeting_id=meeting.id, gate="minutes"),
+                      f"meeting-{meeting.id}/minutes-{_stamp()}.pdf", signed, rendered, chain, actor)
     version = session.execute(select(func.count()).select_from(Dossier).where(
         Dossier.meeting_id == meeting.id, Dossier.gate == "minutes")).scalar_one()
     eventlog.append(session, "dossier_emitted", actor=actor, payload={
-        "dossier": dossier.id, "gate": "minutes", "meeting": meeting.id, "version": version, "sha256": digest,
+        "dossier": dossier.id, "gate": "minutes", "meeting": meeting.id, "version": version, "sha256": dossier.sha256,
         "pages": rendered.pages, "signer_fingerprint": dossier.signer_fingerprint,
         "items": [item["case"] for item in context["items"]], "attachments": rendered.manifest["attachments"]})
     return dossier
