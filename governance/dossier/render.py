@@ -68,7 +68,10 @@ class Rendered:
     refused_urls: list[str] = field(default_factory=list)
 
 
+@cache
 def environment(reports_dir: Path) -> SandboxedEnvironment:
+    """One environment per reports folder, so each template is compiled once per process (0.16 s for the dossier's),
+    and again only when its file changes (Jinja checks the file's time)."""
     env = SandboxedEnvironment(loader=FileSystemLoader(str(reports_dir)), autoescape=True, undefined=StrictUndefined,
                                trim_blocks=True, lstrip_blocks=True)
     env.filters["pct"] = lambda v, digits=1: "—" if v is None else f"{v * 100:.{digits}f}%"
@@ -86,6 +89,9 @@ def warm_up(reports_dir: Path) -> float:
     began = time.perf_counter()
     from pyhanko.sign import signers  # noqa: F401 - imported for the processes to come
     from weasyprint import HTML
+
+    for template in sorted(reports_dir.glob("*.html")):
+        environment(reports_dir).get_template(template.name)
 
     HTML(string='<link rel="stylesheet" href="dossier.css"><p>Ethics review 伦理审查 <b>1</b> <span class="digest">'
                 '0123abcdef</span></p>', base_url=reports_dir.resolve().as_uri() + "/",
