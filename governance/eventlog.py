@@ -200,45 +200,19 @@ def chain_rows(session: Session | Connection, after: int = 0, batch: int = 5000,
 MISSING = "row {expected} is missing (next row is {seq})"
 RELINKED = "prev_hash does not match the previous row's hash (a row was removed or replaced)"
 CHANGED = "hash does not match the row's content (the row was changed)"
+#: Below this many events the chain is checked in this process: starting others would cost more than it saves.
+PARALLEL_FROM = 20_000
 
 
 def verify_chain(session: Session, *, start_seq: int = 0, start_hash: str = GENESIS_HASH,
                  observe: Callable[[Any], None] | None = None) -> ChainReport:
     """Recompute every hash after ``start_seq`` (whose hash is ``start_hash``); report the first row that does
-    not follow from its predecessor. ``count`` is the number of rows checked.
+    not follow from its predecessor. ``count`` is the number of rows that follow, up to the first that does not.
 
-    With ``observe``, every row is also handed to it in sequence order and the log is read to its end even past a
-    break (``rows`` and ``last_seq`` then cover every row), so that other checks (the anchor's checkpoints, the
-    state replay) share this one pass instead of reading the log again."""
-    expected_seq, prev_hash, count = start_seq + 1, start_hash, 0
-    rows, last_seq = 0, start_seq
-    failure: tuple[int, str] | None = None
-    for event in chain_rows(session, after=start_seq):
-        rows, last_seq = rows + 1, event.seq
-        if observe is not None:
-            observe(event)
-        if failure is not None:
-            continue
-        if event.seq != expected_seq:
-            failure = (expected_seq, MISSING.format(expected=expected_seq, seq=event.seq))
-        elif event.prev_hash != prev_hash:
-            failure = (event.seq, RELINKED)
-        elif compute_hash(prev_hash, row_content(event)) != event.hash:
-            failure = (event.seq, CHANGED)
-        if failure is not None:
-            if observe is None:
-                return ChainReport(False, count, prev_hash, failure[0], failure[1], rows, last_seq)
-            continue
-        prev_hash = event.hash
-        expected_seq += 1
-        count += 1
-    if failure is not None:
-        return ChainReport(False, count, prev_hash, failure[0], failure[1], rows, last_seq)
-    return ChainReport(True, count, prev_hash, rows=rows, last_seq=last_seq)
-
-
-#: Below this many events the chain is checked in this process: starting others would cost more than it saves.
-PARALLEL_FROM = 20_000
+    The log is read to its end even past a break (``rows`` and ``last_seq`` cover every row), and with ``observe``
+    every row is also handed to it in sequence order, so that other checks (the anchor's checkpoints, the state
+    replay) share this one pass instead of reading the log again. One stretch of :func:`check_stretch`."""
+    return join_stretches([check_stretch(session, start_seq, _ALL, observe=observe)], start_seq, start_hash)[0]
 
 
 @dataclass

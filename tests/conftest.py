@@ -252,6 +252,16 @@ def client(app):
 
 
 @pytest.fixture
+def institution(app):
+    """The app's settings, with the institution's signing key made (dossiers, letters, minutes, checkpoints)."""
+    from governance.dossier import keys as signing_keys
+
+    settings = app.config["GOVERNANCE"]
+    signing_keys.init_keys(settings)
+    return settings
+
+
+@pytest.fixture
 def factory(app, session) -> Factory:
     return Factory(app, session)
 

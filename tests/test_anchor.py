@@ -26,13 +26,6 @@ def app_overrides():
     return {"signing_passphrase": "test signing passphrase"}
 
 
-@pytest.fixture
-def institution(app):
-    settings = app.config["GOVERNANCE"]
-    signing_keys.init_keys(settings)
-    return settings
-
-
 def _engine(app):
     return get_db(app).engine
 

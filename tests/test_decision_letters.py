@@ -23,13 +23,6 @@ def app_overrides():
             "letterhead": "Medical Ethics Committee Office\nBuilding 3, 1 Hospital Road", "letterhead_zh": "医学伦理委员会办公室"}
 
 
-@pytest.fixture
-def institution(app):
-    settings = app.config["GOVERNANCE"]
-    signing_keys.init_keys(settings)
-    return settings
-
-
 def _letters(session, case) -> list[Dossier]:
     return session.execute(select(Dossier).where(Dossier.submission_id == case.id, Dossier.gate == "letter")
                            .order_by(Dossier.id)).scalars().all()

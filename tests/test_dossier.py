@@ -32,13 +32,6 @@ def app_overrides():
 
 
 @pytest.fixture
-def institution(app):
-    settings = app.config["GOVERNANCE"]
-    signing_keys.init_keys(settings)
-    return settings
-
-
-@pytest.fixture
 def approved(factory, institution, session):
     """A fast-track case approved through the workflow: its gates emitted two dossiers."""
     case = factory.submission()

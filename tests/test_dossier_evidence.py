@@ -26,13 +26,6 @@ def app_overrides():
 
 
 @pytest.fixture
-def institution(app):
-    settings = app.config["GOVERNANCE"]
-    signing_keys.init_keys(settings)
-    return settings
-
-
-@pytest.fixture
 def audited(factory, session):
     """A case whose gate audit completed (demo backend), and its run."""
     case = factory.case_in("in_review")
